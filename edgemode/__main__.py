@@ -1,0 +1,3 @@
+from edgemode.cli import main
+
+main()

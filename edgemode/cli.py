@@ -1,0 +1,222 @@
+"""The `edgemode` command line. Each verb is one function here and calls into its stage.
+
+Verbs that only read bundles (run, eval of a bundle, inspect) import the runtime alone, so they
+work on a runtime-only install; the others import torch lazily.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from edgemode import EdgemodeError, __version__
+
+
+class Group(click.Group):
+    """Turns every error into one line on stderr and a non-zero exit, unless --debug is given."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except BrokenPipeError:  # e.g. `edgemode run ... | head`: stop quietly
+            sys.stdout = open(os.devnull, "w")
+            ctx.exit(0)
+        except KeyboardInterrupt:
+            if _debug(ctx):
+                raise
+            click.echo("edgemode: interrupted", err=True)
+            ctx.exit(130)
+        except Exception as e:  # noqa: BLE001 - the CLI's last line of defence
+            if _debug(ctx):
+                raise
+            message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            kind = "error" if isinstance(e, EdgemodeError) else f"internal error ({type(e).__name__})"
+            hint = "" if isinstance(e, EdgemodeError) else " (run with --debug for the traceback)"
+            click.echo(f"edgemode: {kind}: {message}{hint}", err=True)
+            ctx.exit(1)
+
+
+def _debug(ctx) -> bool:
+    return bool(ctx.obj and ctx.obj.get("debug")) or os.environ.get("EDGEMODE_DEBUG") == "1"
+
+
+def _domains(text: str | None) -> list[str] | None:
+    """--domains: None when not given (all of them), [] for "" (backbone only)."""
+    if text is None:
+        return None
+    from edgemode.domains import parse_domains
+
+    return parse_domains(text)
+
+
+DOMAINS_HELP = "Comma-separated domains to activate; \"\" for the backbone alone. Default: all."
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--debug", is_flag=True, help="Show the Python traceback on errors.")
+@click.version_option(__version__, prog_name="edgemode")
+@click.pass_context
+def cli(ctx, debug):
+    """Export Modular Domain Experts (MoDE) language models to ONNX and run them on-device.
+
+    \b
+    Typical flow:
+      edgemode new model/ --backbone HF_DIR --domains legal,med
+      edgemode export model/ --domains legal,med --quant int4 -o bundle/
+      edgemode run bundle/ --domains legal --prompt "This license"
+    """
+    ctx.obj = {"debug": debug}
+
+
+@cli.command()
+@click.argument("model_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--backbone", required=True, help="Hugging Face model directory (llama, mistral or qwen2).")
+@click.option("--domains", required=True, help="Comma-separated domain names, one expert each.")
+@click.option("--blocks", default=3, show_default=True, help="Blocks B the backbone's layers are split into.")
+@click.option("--expert-layers", default=2, show_default=True, help="Expert layers k per block.")
+@click.option("--init", type=click.Choice(["copy", "random"]), default="copy", show_default=True,
+              help="Expert layers start as copies of backbone layers, or random.")
+@click.option("--seed", default=0, show_default=True, help="Seed for random initialisation.")
+def new(model_dir, backbone, domains, blocks, expert_layers, init, seed):
+    """Create a MoDE model directory: a backbone plus fresh experts for DOMAINS."""
+    from edgemode.model import create
+
+    mode = create(model_dir, backbone, _domains(domains), blocks, expert_layers, init, seed)
+    sizes = [len(b) for b in mode.layout.blocks]
+    click.echo(f"created {model_dir}: {mode.config.model_type} backbone, blocks of {sizes} layers, "
+               f"{mode.layout.expert_layers} expert layers per block, domains {mode.domains}")
+
+
+@cli.command()
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--domains", default=None, help="Comma-separated domains to export. Default: all of the model's.")
+@click.option("--quant", type=click.Choice(["fp32", "int4"]), default="fp32", show_default=True,
+              help="Weight precision of the graphs.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("bundle"), show_default=True,
+              help="Bundle directory to write (replaced atomically if it holds a bundle).")
+@click.option("--context", type=int, default=None, help="Longest sequence the bundle serves. Default: min(model's, 2048).")
+@click.option("--block-size", default=32, show_default=True, help="int4 quantization block size.")
+@click.option("--accuracy-level", default=4, show_default=True, help="int4 MatMulNBits accuracy level (4: int8 compute).")
+def export(model_dir, domains, quant, output, context, block_size, accuracy_level):
+    """Export MODEL_DIR to a bundle of per-component ONNX graphs, checked against PyTorch."""
+    from edgemode.export import export as run_export
+    from edgemode.quantize import Int4Config
+
+    run_export(model_dir, output, _domains(domains), quant, context, Int4Config(block_size, accuracy_level))
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--domains", default=None, help=DOMAINS_HELP)
+@click.option("--prompt", required=True, help="Text to continue.")
+@click.option("--max-new-tokens", default=128, show_default=True, help="Most tokens to generate.")
+@click.option("--temperature", default=0.0, show_default=True, help="0 is greedy.")
+@click.option("--top-k", default=0, show_default=True, help="Sample from the k likeliest tokens (0: all).")
+@click.option("--top-p", default=1.0, show_default=True, help="Nucleus sampling mass.")
+@click.option("--seed", default=None, type=int, help="Seed for sampling.")
+@click.option("--threads", default=None, type=int, help="onnxruntime intra-op threads. Default: onnxruntime's.")
+def run(bundle, domains, prompt, max_new_tokens, temperature, top_k, top_p, seed, threads):
+    """Generate a continuation of PROMPT with BUNDLE, streamed to stdout."""
+    from edgemode.runtime import Engine, Sampling
+
+    sampling = Sampling(temperature, top_k, top_p, seed)
+    engine = Engine.load(bundle, _all_domains(bundle, domains), threads=threads)
+    for piece in engine.generate(prompt, max_new_tokens, sampling):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+
+
+@cli.command(name="eval")
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--domains", default=None, help=DOMAINS_HELP)
+@click.option("--text-file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="UTF-8 text to score.")
+@click.option("--window", default=256, show_default=True, help="Tokens per scoring window.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object {tokens, nll, ppl}.")
+def eval_(path, domains, text_file, window, as_json):
+    """Perplexity of TEXT_FILE under PATH: a bundle (runtime) or a MoDE model directory (PyTorch)."""
+    from edgemode.runtime.perplexity import perplexity
+
+    try:
+        text = text_file.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise EdgemodeError(f"{text_file} is not UTF-8 text: {e}") from None
+    if (path / "mode.json").is_file():
+        import torch
+
+        from edgemode.model import load
+
+        mode = load(path)
+        active = mode.check_domains(mode.domains if domains is None else _domains(domains))
+        tokenizer = _model_tokenizer(path)
+
+        def logits(ids):
+            with torch.no_grad():
+                return mode(torch.as_tensor(ids)[None], domains=active)[0].numpy()
+    else:
+        from edgemode.runtime import Engine
+
+        engine = Engine.load(path, _all_domains(path, domains))
+        tokenizer, logits = engine.tokenizer, engine.logits
+        window = min(window, engine.max_context)
+    result = perplexity(logits, tokenizer.encode(text).ids, window)
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        click.echo(f"tokens {result['tokens']}  nll {result['nll']:.6f}  ppl {result['ppl']:.4f}")
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+@click.option("--verify", is_flag=True, help="Check every file's size and sha256 against the manifest.")
+def inspect(bundle, as_json, verify):
+    """Show a bundle's layout, domains, quantization, files and sizes."""
+    from edgemode.bundle import manifest as bundle_manifest
+
+    manifest = bundle_manifest.read(bundle)
+    if verify:
+        bundle_manifest.verify(bundle, manifest, list(manifest["files"]), full=True)
+    if as_json:
+        click.echo(json.dumps(manifest, indent=2))
+        return
+    backbone, files = manifest["backbone"], manifest["files"]
+    click.echo(f"bundle      {bundle} (schema {manifest['schema']})")
+    click.echo(f"backbone    {backbone['model_type']}, {backbone['num_layers']} layers, hidden {backbone['hidden_size']}, "
+               f"fingerprint {backbone['fingerprint'][:19]}...")
+    click.echo(f"blocks      {[len(b) for b in manifest['layout']['blocks']]} layers, "
+               f"{len(manifest['layout']['expert_sources'][0])} expert layers per block")
+    click.echo(f"quant       {manifest['quantization']}")
+    click.echo(f"context     {manifest['max_context']} tokens")
+    click.echo(f"domains     {', '.join(manifest['domains']) or '(none)'}")
+    for name, entry in files.items():
+        click.echo(f"  {entry['bytes'] / 1e6:10.2f} MB  {name}")
+    click.echo(f"  {sum(e['bytes'] for e in files.values()) / 1e6:10.2f} MB  total")
+    if verify:
+        click.echo("verified    every file's size and sha256 match the manifest")
+
+
+def _all_domains(bundle: Path, text: str | None) -> list[str]:
+    domains = _domains(text)
+    if domains is None:
+        from edgemode.bundle import manifest as bundle_manifest
+
+        domains = bundle_manifest.read(bundle)["domains"]
+    return domains
+
+
+def _model_tokenizer(model_dir: Path):
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+
+
+def main():
+    cli(prog_name="edgemode")

@@ -1,0 +1,32 @@
+"""Domain names: parsing `--domains` and checking a request against what is available."""
+
+from __future__ import annotations
+
+from edgemode import EdgemodeError
+
+
+def check_domain_name(domain: str) -> str:
+    if not domain or not all(ch.isalnum() or ch in "-_" for ch in domain):
+        raise EdgemodeError(f"invalid domain name {domain!r}: use letters, digits, '-' and '_'")
+    return domain
+
+
+def parse_domains(text: str) -> list[str]:
+    """'legal,med' -> ['legal', 'med']; '' -> [] (backbone only)."""
+    domains = [check_domain_name(d.strip()) for d in text.split(",") if d.strip()]
+    if len(set(domains)) != len(domains):
+        raise EdgemodeError(f"duplicate domain in {text!r}")
+    return domains
+
+
+def check_domains(available: list[str], requested, where: str) -> list[str]:
+    """`requested` as a list, if every name is in `available` and none repeats."""
+    if isinstance(requested, str):
+        raise EdgemodeError("domains must be a list of names, not a string")
+    requested = list(requested)
+    unknown = [d for d in requested if d not in available]
+    if unknown:
+        raise EdgemodeError(f"unknown domain {unknown[0]!r}; {where} has {', '.join(available) or 'no domains'}")
+    if len(set(requested)) != len(requested):
+        raise EdgemodeError(f"duplicate domain in {requested}")
+    return requested

@@ -1,0 +1,157 @@
+"""The MoDE model in PyTorch: a frozen Hugging Face backbone plus per-block domain experts.
+
+Block b runs the backbone's layers and, for every active expert, that expert's k layers on the
+same input x_b. A per-block, per-token gate mixes them:
+    y_b = softmax(W_b x_b + c_b)[backbone, experts...] . [f_bb(x_b), f_1(x_b), ...]
+Only the active experts' logits enter the softmax, so a subset S equals the full model with the
+other logits at -inf, and S = {} is exactly the backbone. Layers are the backbone's own classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, asdict
+
+import torch
+from torch import nn
+
+from edgemode import EdgemodeError
+from edgemode.domains import check_domains
+
+SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which backbone layers form each block, and which backbone layer each expert layer mirrors.
+
+    An expert layer takes its attention window (and, with --init copy, its weights) from the
+    backbone layer it mirrors.
+    """
+
+    blocks: tuple[tuple[int, ...], ...]
+    expert_sources: tuple[tuple[int, ...], ...]
+
+    @classmethod
+    def split(cls, num_layers: int, num_blocks: int, expert_layers: int) -> "Layout":
+        if not 1 <= num_blocks <= num_layers:
+            raise EdgemodeError(f"--blocks must be between 1 and the backbone's {num_layers} layers, got {num_blocks}")
+        if expert_layers < 1:
+            raise EdgemodeError(f"--expert-layers must be at least 1, got {expert_layers}")
+        # Consecutive blocks; when L is not a multiple of B the first blocks get one layer more.
+        base, extra = divmod(num_layers, num_blocks)
+        blocks, start = [], 0
+        for b in range(num_blocks):
+            size = base + (b < extra)
+            blocks.append(tuple(range(start, start + size)))
+            start += size
+        # Expert layer j of a block mirrors an evenly spaced layer of that block.
+        sources = tuple(
+            tuple(block[j * len(block) // expert_layers] for j in range(expert_layers)) for block in blocks
+        )
+        return cls(tuple(blocks), sources)
+
+    @property
+    def expert_layers(self) -> int:
+        return len(self.expert_sources[0])
+
+    def to_json(self) -> dict:
+        return {k: [list(x) for x in v] for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Layout":
+        return cls(tuple(map(tuple, data["blocks"])), tuple(map(tuple, data["expert_sources"])))
+
+
+def check_backbone_config(config) -> None:
+    if config.model_type not in SUPPORTED_MODEL_TYPES:
+        raise EdgemodeError(
+            f"unsupported backbone model_type {config.model_type!r}; edgemode supports {', '.join(SUPPORTED_MODEL_TYPES)}"
+        )
+    if config.hidden_act != "silu":
+        raise EdgemodeError(f"unsupported backbone activation {config.hidden_act!r}; edgemode supports 'silu'")
+
+
+def sliding_window(config, layer: int) -> int | None:
+    """The attention window of backbone layer `layer`, or None for full causal attention."""
+    window = getattr(config, "sliding_window", None)
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types is not None and layer_types[layer] != "sliding_attention":
+        return None
+    return window
+
+
+def causal_mask(length: int, window: int | None, dtype: torch.dtype) -> torch.Tensor:
+    """Additive (1, 1, S, S) mask: token i sees j <= i, and only j > i - window with a window."""
+    i = torch.arange(length)[:, None]
+    j = torch.arange(length)[None, :]
+    allowed = j <= i
+    if window is not None:
+        allowed &= j > i - window
+    mask = torch.zeros(length, length, dtype=dtype)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    return mask[None, None]
+
+
+def new_expert(backbone: nn.Module, layout: Layout) -> nn.ModuleList:
+    """Uninitialised expert layers for every block, of the backbone's own decoder-layer class."""
+    layer_class = type(backbone.model.layers[0])
+    return nn.ModuleList(
+        nn.ModuleList(layer_class(backbone.config, layer_idx=src) for src in sources)
+        for sources in layout.expert_sources
+    )
+
+
+class MoDE(nn.Module):
+    """A frozen causal-LM backbone with domain experts and per-block gates.
+
+    `gates[b]` has one output row for the backbone followed by one per domain, in `domains` order.
+    """
+
+    def __init__(self, backbone: nn.Module, layout: Layout, domains: list[str], experts: dict[str, nn.ModuleList]):
+        super().__init__()
+        check_backbone_config(backbone.config)
+        self.backbone = backbone.eval().requires_grad_(False)
+        self.layout = layout
+        self.domains = list(domains)
+        self.experts = nn.ModuleDict(experts)
+        hidden = backbone.config.hidden_size
+        self.gates = nn.ModuleList(nn.Linear(hidden, 1 + len(domains)) for _ in layout.blocks)
+        for gate in self.gates:
+            nn.init.zeros_(gate.weight)
+            nn.init.zeros_(gate.bias)
+
+    @property
+    def config(self):
+        return self.backbone.config
+
+    def check_domains(self, domains) -> list[str]:
+        return check_domains(self.domains, domains, "this model")
+
+    def forward(self, input_ids: torch.Tensor, domains=None) -> torch.Tensor:
+        """Logits (B, S, V) for a whole sequence, with the experts in `domains` active (default: all)."""
+        active = self.domains if domains is None else self.check_domains(domains)
+        columns = [0] + [1 + self.domains.index(d) for d in active]
+        model = self.backbone.model
+        x = model.embed_tokens(input_ids)
+        positions = torch.arange(input_ids.shape[1], device=x.device)[None]
+        rope = model.rotary_emb(x, positions)
+        masks = {}
+
+        def run(layers, sources, h):
+            for layer, src in zip(layers, sources):
+                window = sliding_window(self.config, src)
+                if window not in masks:
+                    masks[window] = causal_mask(h.shape[1], window, h.dtype).to(h.device)
+                h = layer(h, attention_mask=masks[window], position_ids=positions, position_embeddings=rope)
+                h = h[0] if isinstance(h, tuple) else h
+            return h
+
+        for b, block in enumerate(self.layout.blocks):
+            y = run([model.layers[i] for i in block], block, x)
+            if active:
+                weights = torch.softmax(self.gates[b](x)[..., columns], dim=-1)
+                sources = self.layout.expert_sources[b]
+                outputs = [y] + [run(self.experts[d][b], sources, x) for d in active]
+                y = sum(weights[..., j : j + 1] * out for j, out in enumerate(outputs))
+            x = y
+        return self.backbone.lm_head(model.norm(x))

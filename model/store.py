@@ -1,0 +1,207 @@
+"""A MoDE model directory on disk.
+
+    MODEL_DIR/
+      mode.json                 layout, domains, backbone location and fingerprint
+      experts/<domain>.safetensors   one file per expert: its layers, its gate rows, its metadata
+      gates.safetensors         the composition's gates (backbone row + one row per domain)
+      tokenizer.json            the backbone's tokenizer
+
+An expert file is stamped with the fingerprint of the backbone it was made for, and never loads
+onto another one. Weights are safetensors only: nothing here unpickles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from edgemode import EdgemodeError
+from edgemode.domains import check_domain_name
+from edgemode.model.backbones import load_backbone
+from edgemode.model.mode import MoDE, Layout, new_expert
+
+MODEL_SCHEMA = 1
+EXPERT_FORMAT = "edgemode-expert"
+
+
+def fingerprint(backbone) -> str:
+    """sha256 over the backbone's architecture and every weight, in name order."""
+    c = backbone.config
+    digest = hashlib.sha256()
+    shape = [c.model_type, c.hidden_size, c.num_hidden_layers, c.num_attention_heads, c.num_key_value_heads,
+             c.vocab_size, c.intermediate_size]
+    digest.update(json.dumps(shape).encode())
+    for name, tensor in sorted(backbone.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to(torch.float32).contiguous().numpy().tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def _write_atomic(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _expert_path(model_dir: Path, domain: str) -> Path:
+    return model_dir / "experts" / f"{domain}.safetensors"
+
+
+def save_expert(mode: MoDE, model_dir: Path, domain: str, backbone_fingerprint: str) -> None:
+    index = 1 + mode.domains.index(domain)
+    tensors = {}
+    for b, layers in enumerate(mode.experts[domain]):
+        for name, value in layers.state_dict().items():
+            tensors[f"block{b}.{name}"] = value
+        tensors[f"gate{b}.weight"] = mode.gates[b].weight[index]
+        tensors[f"gate{b}.bias"] = mode.gates[b].bias[index : index + 1]
+    meta = {"format": EXPERT_FORMAT, "schema": str(MODEL_SCHEMA), "domain": domain,
+            "backbone_fingerprint": backbone_fingerprint, "layout": json.dumps(mode.layout.to_json())}
+    path = _expert_path(model_dir, domain)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous().clone() for k, v in tensors.items()}
+    _write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+
+
+def save(mode: MoDE, model_dir: str | Path, backbone_source: str, backbone_fingerprint: str) -> None:
+    """Write every expert, the composition's gates and mode.json (last, so it never names missing files)."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    for domain in mode.domains:
+        save_expert(mode, model_dir, domain, backbone_fingerprint)
+    gates = {}
+    for b, gate in enumerate(mode.gates):
+        gates[f"gate{b}.weight"] = gate.weight.detach().contiguous().clone()
+        gates[f"gate{b}.bias"] = gate.bias.detach().contiguous().clone()
+    meta = {"domains": json.dumps(mode.domains), "backbone_fingerprint": backbone_fingerprint}
+    _write_atomic(model_dir / "gates.safetensors", lambda tmp: save_file(gates, str(tmp), metadata=meta))
+    manifest = {
+        "format": "edgemode-model",
+        "schema": MODEL_SCHEMA,
+        "backbone": {"source": backbone_source, "fingerprint": backbone_fingerprint,
+                     "model_type": mode.config.model_type},
+        "layout": mode.layout.to_json(),
+        "domains": mode.domains,
+    }
+    _write_atomic(model_dir / "mode.json", lambda tmp: tmp.write_text(json.dumps(manifest, indent=2) + "\n"))
+
+
+def create(model_dir: str | Path, backbone_source: str, domains: list[str], blocks: int, expert_layers: int,
+           init: str = "copy", seed: int = 0) -> MoDE:
+    """`edgemode new`: a MoDE model over a backbone, with fresh experts for `domains`."""
+    model_dir = Path(model_dir)
+    if (model_dir / "mode.json").exists():
+        raise EdgemodeError(f"{model_dir} already holds a MoDE model (mode.json); choose another directory")
+    for domain in domains:
+        check_domain_name(domain)
+    if init not in ("copy", "random"):
+        raise EdgemodeError(f"--init must be 'copy' or 'random', got {init!r}")
+    backbone, tokenizer = load_backbone(backbone_source)
+    layout = Layout.split(backbone.config.num_hidden_layers, blocks, expert_layers)
+    torch.manual_seed(seed)
+    experts = {}
+    for domain in domains:
+        layers = new_expert(backbone, layout)
+        for block_layers, sources in zip(layers, layout.expert_sources):
+            for layer, src in zip(block_layers, sources):
+                if init == "copy":
+                    layer.load_state_dict(backbone.model.layers[src].state_dict())
+                else:
+                    for module in layer.modules():
+                        backbone._init_weights(module)
+        experts[domain] = layers
+    mode = MoDE(backbone, layout, domains, experts)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(model_dir / "tokenizer.json"))
+    save(mode, model_dir, backbone_source, fingerprint(backbone))
+    return mode
+
+
+def read_manifest(model_dir: str | Path) -> dict:
+    path = Path(model_dir) / "mode.json"
+    if not path.is_file():
+        raise EdgemodeError(f"{model_dir} is not a MoDE model directory (no mode.json)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise EdgemodeError(f"{path} is not valid JSON: {e}") from None
+    if manifest.get("format") != "edgemode-model":
+        raise EdgemodeError(f"{path} is not an edgemode model manifest")
+    if manifest.get("schema") != MODEL_SCHEMA:
+        raise EdgemodeError(f"{path} has schema {manifest.get('schema')}; this edgemode reads schema {MODEL_SCHEMA}")
+    return manifest
+
+
+def _read_safetensors(path: Path) -> tuple[dict, dict]:
+    if not path.is_file():
+        raise EdgemodeError(f"missing file {path}")
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        return load_file(str(path)), meta
+    except (SafetensorError, OSError, ValueError) as e:
+        raise EdgemodeError(f"{path} is not a readable safetensors file: {e}") from None
+
+
+def load_expert(backbone, layout: Layout, path: Path, backbone_fingerprint: str):
+    """One expert's layers and its own gate rows [(weight, bias) per block], after checking its stamp."""
+    tensors, meta = _read_safetensors(path)
+    if meta.get("format") != EXPERT_FORMAT:
+        raise EdgemodeError(f"{path} is not an edgemode expert file")
+    if meta.get("backbone_fingerprint") != backbone_fingerprint:
+        raise EdgemodeError(
+            f"expert {path.name} was made for backbone {meta.get('backbone_fingerprint', '?')[:19]}..., "
+            f"not this model's backbone {backbone_fingerprint[:19]}...; it cannot be loaded onto it"
+        )
+    if json.loads(meta.get("layout", "null")) != layout.to_json():
+        raise EdgemodeError(f"expert {path.name} has a different block layout than this model")
+    layers = new_expert(backbone, layout)
+    for b, block_layers in enumerate(layers):
+        prefix = f"block{b}."
+        state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        try:
+            block_layers.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            first = " ".join(str(e).strip().splitlines()[:2])
+            raise EdgemodeError(f"expert {path.name} does not match the backbone's layer shapes: {first}") from None
+    gate_rows = [(tensors[f"gate{b}.weight"], tensors[f"gate{b}.bias"][0]) for b in range(len(layers))]
+    return layers, gate_rows
+
+
+def load(model_dir: str | Path, check_fingerprint: bool = True) -> MoDE:
+    """Load a MoDE model directory with all its experts."""
+    model_dir = Path(model_dir)
+    manifest = read_manifest(model_dir)
+    backbone, _ = load_backbone(manifest["backbone"]["source"])
+    expected = manifest["backbone"]["fingerprint"]
+    if check_fingerprint and fingerprint(backbone) != expected:
+        raise EdgemodeError(
+            f"the backbone at {manifest['backbone']['source']} is not the one {model_dir} was made for "
+            f"(fingerprint {expected[:19]}...)"
+        )
+    layout = Layout.from_json(manifest["layout"])
+    domains = manifest["domains"]
+    experts, rows = {}, {}
+    for domain in domains:
+        experts[domain], rows[domain] = load_expert(backbone, layout, _expert_path(model_dir, domain), expected)
+    mode = MoDE(backbone, layout, domains, experts)
+    # The composition's gates win; an expert added after the last composition brings its own rows.
+    composed, meta = _read_safetensors(model_dir / "gates.safetensors")
+    composed_domains = json.loads(meta.get("domains", "[]"))
+    with torch.no_grad():
+        for b, gate in enumerate(mode.gates):
+            for row, name in enumerate(["backbone"] + domains):
+                if name == "backbone" or name in composed_domains:
+                    src = 0 if name == "backbone" else 1 + composed_domains.index(name)
+                    weight, bias = composed[f"gate{b}.weight"][src], composed[f"gate{b}.bias"][src]
+                else:
+                    weight, bias = rows[name][b]
+                gate.weight[row] = weight
+                gate.bias[row] = bias
+    return mode

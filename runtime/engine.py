@@ -1,0 +1,220 @@
+"""The on-device engine: loads a bundle's backbone and only the experts asked for, and generates.
+
+Needs numpy, onnxruntime and tokenizers only. Each component is its own ONNX session; the KV cache
+belongs to one request and is bound in place (past and present share a buffer), so a decode step
+copies no cache. Switching domains loads and drops expert sessions and leaves the backbone alone.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from edgemode import EdgemodeError
+from edgemode.bundle import manifest as bundle_manifest
+from edgemode.domains import check_domains
+from edgemode.runtime.sampling import Sampling, choose
+
+HIDDEN, SEQLENS, TOTAL = "hidden", "seqlens_k", "total_sequence_length"
+
+
+class DecoderSession:
+    """A session over a run of decoder layers, with the names of its KV inputs and outputs."""
+
+    def __init__(self, path: Path, options: ort.SessionOptions):
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.layers = sum(1 for i in self.session.get_inputs() if i.name.startswith("past_key."))
+        self.kv_shape = self.session.get_inputs()[3].shape  # (batch, kv_heads, past_sequence, head_dim)
+
+    def new_cache(self, capacity: int) -> list[tuple[ort.OrtValue, ort.OrtValue]]:
+        shape = (1, self.kv_shape[1], capacity, self.kv_shape[3])
+        return [
+            (ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, np.float32)),
+             ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, np.float32)))
+            for _ in range(self.layers)
+        ]
+
+    def run(self, hidden: np.ndarray, cache, seqlens: np.ndarray, total: np.ndarray) -> np.ndarray:
+        binding = self.session.io_binding()
+        binding.bind_output(HIDDEN + "_out")
+        binding.bind_cpu_input(HIDDEN, hidden)
+        binding.bind_cpu_input(SEQLENS, seqlens)
+        binding.bind_cpu_input(TOTAL, total)
+        for i, (key, value) in enumerate(cache):
+            binding.bind_ortvalue_input(f"past_key.{i}", key)
+            binding.bind_ortvalue_input(f"past_value.{i}", value)
+            binding.bind_ortvalue_output(f"present_key.{i}", key)
+            binding.bind_ortvalue_output(f"present_value.{i}", value)
+        self.session.run_with_iobinding(binding)
+        return binding.get_outputs()[0].numpy()
+
+
+class KVCache:
+    """One request's keys and values for every layer that runs, expert layers included."""
+
+    def __init__(self, engine: "Engine", capacity: int):
+        self.capacity = capacity
+        self.length = 0
+        self.domains = list(engine.domains)
+        self.backbone = [s.new_cache(capacity) for s in engine.backbone]
+        self.experts = {d: [s.new_cache(capacity) for s in engine.experts[d]] for d in self.domains}
+
+
+class Engine:
+    """A loaded bundle. Use `Engine.load`; one generation runs at a time per engine."""
+
+    def __init__(self, bundle: Path, manifest: dict, options: ort.SessionOptions, verify: bool):
+        self.bundle, self.manifest, self.options, self.verify = bundle, manifest, options, verify
+        self.max_context = int(manifest["max_context"])
+        self.tokenizer = Tokenizer.from_file(str(bundle_manifest.resolve(bundle, manifest["tokenizer"])))
+        self.eos_token_ids = set(manifest.get("eos_token_ids", []))
+        graphs = manifest["graphs"]
+        self.embedding = self._session(graphs["embedding"])
+        self.head = self._session(graphs["head"])
+        self.backbone = [DecoderSession(self._path(g), options) for g in graphs["backbone"]]
+        self.gates: list[ort.InferenceSession] = []
+        self.experts: dict[str, list[DecoderSession]] = {}
+        self.domains: list[str] = []
+        self._lock = threading.RLock()
+
+    @classmethod
+    def load(cls, bundle: str | Path, domains=(), threads: int | None = None, verify: bool = False) -> "Engine":
+        """Load a bundle with the experts for `domains` active.
+
+        Files are checked against the manifest before any session is made: sizes always, sha256
+        too with `verify=True`. Errors are EdgemodeError subclasses with a one-line message.
+        """
+        bundle = Path(bundle)
+        manifest = bundle_manifest.read(bundle)
+        domains = _check_domains(manifest, domains)
+        needed = bundle_manifest.graph_files(manifest, domains) + [manifest["tokenizer"]]
+        bundle_manifest.verify(bundle, manifest, bundle_manifest.with_external_data(manifest, needed), verify)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        engine = cls(bundle, manifest, options, verify)
+        engine.set_domains(domains)
+        return engine
+
+    def _path(self, name: str) -> Path:
+        return bundle_manifest.resolve(self.bundle, name)
+
+    def _session(self, name: str) -> ort.InferenceSession:
+        return ort.InferenceSession(str(self._path(name)), self.options, providers=["CPUExecutionProvider"])
+
+    def set_domains(self, domains) -> None:
+        """Make exactly `domains` active: load missing experts, drop the others; backbone untouched.
+
+        On any error the engine keeps its previous domains.
+        """
+        with self._lock:
+            domains = _check_domains(self.manifest, domains)
+            graphs = self.manifest["graphs"]
+            added = [d for d in domains if d not in self.experts]
+            files = [g for d in added for g in graphs["experts"][d]] + (graphs["gates"] if domains and not self.gates else [])
+            bundle_manifest.verify(self.bundle, self.manifest, bundle_manifest.with_external_data(self.manifest, files), self.verify)
+            loaded = {d: [DecoderSession(self._path(g), self.options) for g in graphs["experts"][d]] for d in added}
+            gates = self.gates or ([self._session(g) for g in graphs["gates"]] if domains else [])
+            self.experts = {d: self.experts.get(d) or loaded[d] for d in domains}
+            self.gates = gates if domains else []
+            self.domains = domains
+
+    @property
+    def loaded_graph_bytes(self) -> int:
+        """Bytes of graph files (with external data) behind the sessions now loaded."""
+        names = bundle_manifest.graph_files(self.manifest, self.domains)
+        files = self.manifest["files"]
+        return sum(files[n]["bytes"] for n in bundle_manifest.with_external_data(self.manifest, names))
+
+    def new_cache(self, capacity: int) -> KVCache:
+        if capacity > self.max_context:
+            raise EdgemodeError(f"{capacity} tokens exceed this bundle's context of {self.max_context} tokens")
+        return KVCache(self, capacity)
+
+    def forward(self, token_ids: np.ndarray, cache: KVCache, last_only: bool = False) -> np.ndarray:
+        """Logits (n, vocab) for the next tokens after `cache`, which grows by n = len(token_ids)."""
+        n = len(token_ids)
+        if cache.length + n > cache.capacity:
+            raise EdgemodeError(f"{cache.length + n} tokens exceed the cache's {cache.capacity}")
+        total = cache.length + n
+        seqlens, total = np.array([total - 1], np.int32), np.array(total, np.int32)
+        x = self.embedding.run(None, {"input_ids": np.asarray(token_ids, np.int64)[None]})[0]
+        columns = [0] + [1 + self.manifest["domains"].index(d) for d in cache.domains]
+        for b, backbone in enumerate(self.backbone):
+            y = backbone.run(x, cache.backbone[b], seqlens, total)
+            if cache.domains:
+                gate_logits = self.gates[b].run(None, {HIDDEN: x})[0][..., columns]
+                weights = np.exp(gate_logits - gate_logits.max(-1, keepdims=True))
+                weights /= weights.sum(-1, keepdims=True)
+                y = weights[..., :1] * y
+                for j, d in enumerate(cache.domains, start=1):
+                    y += weights[..., j : j + 1] * self.experts[d][b].run(x, cache.experts[d][b], seqlens, total)
+            x = y
+        cache.length += n
+        if last_only:
+            x = x[:, -1:]
+        return self.head.run(None, {HIDDEN: np.ascontiguousarray(x)})[0][0]
+
+    def logits(self, token_ids, chunk: int = 256) -> np.ndarray:
+        """Logits for every position of `token_ids`, prefilled `chunk` tokens at a time."""
+        with self._lock:
+            cache = self.new_cache(len(token_ids))
+            return np.concatenate([self.forward(token_ids[i : i + chunk], cache) for i in range(0, len(token_ids), chunk)])
+
+    def encode(self, text: str) -> list[int]:
+        if not isinstance(text, str):
+            raise EdgemodeError("the prompt must be text")
+        return self.tokenizer.encode(text).ids
+
+    def generate_ids(self, prompt_ids: list[int], max_new_tokens: int = 128, sampling: Sampling = Sampling(),
+                     prefill_chunk: int = 256) -> Iterator[int]:
+        """Yield new token ids one at a time, stopping at an EOS token or `max_new_tokens`.
+
+        Generation also stops when the context is full; the KV cache is sized to the prompt plus
+        `max_new_tokens` (within the bundle's context), never to the model's whole context.
+        """
+        if max_new_tokens < 1:
+            raise EdgemodeError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if not prompt_ids:
+            raise EdgemodeError("the prompt is empty")
+        if len(prompt_ids) >= self.max_context:
+            raise EdgemodeError(
+                f"the prompt has {len(prompt_ids)} tokens; this bundle's context is {self.max_context} "
+                f"(at most {self.max_context - 1} prompt tokens)"
+            )
+        rng = np.random.default_rng(sampling.seed)
+        with self._lock:
+            cache = self.new_cache(min(self.max_context, len(prompt_ids) + max_new_tokens))
+            ids = np.asarray(prompt_ids, np.int64)
+            for i in range(0, len(ids), prefill_chunk):
+                logits = self.forward(ids[i : i + prefill_chunk], cache, last_only=True)
+            while True:
+                token = choose(logits[-1], sampling, rng)
+                yield token
+                if token in self.eos_token_ids or cache.length - len(ids) + 1 >= max_new_tokens or cache.length >= cache.capacity:
+                    return
+                logits = self.forward(np.array([token], np.int64), cache, last_only=True)
+
+    def generate(self, prompt: str, max_new_tokens: int = 128, sampling: Sampling = Sampling()) -> Iterator[str]:
+        """Stream the continuation of `prompt` as text pieces."""
+        generated, emitted = [], ""
+        for token in self.generate_ids(self.encode(prompt), max_new_tokens, sampling):
+            if token in self.eos_token_ids:
+                break
+            generated.append(token)
+            text = self.tokenizer.decode(generated)
+            if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for the next token
+                continue
+            yield text[len(emitted):]
+            emitted = text
+
+
+def _check_domains(manifest: dict, domains) -> list[str]:
+    return check_domains(manifest["domains"], domains, "this bundle")

@@ -1,0 +1,101 @@
+"""Tiny random Llama-family backbones and MoDE models built from transformers configs.
+
+Three shapes cover the exporter's cases: grouped-query attention with untied embeddings (llama),
+a head size GroupQueryAttention cannot take directly plus tied embeddings and q/k/v biases
+(qwen2, head_dim 8), and sliding-window attention (mistral, window 4).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, PreTrainedTokenizerFast
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+from edgemode.model import store
+
+SMALL = dict(vocab_size=300, intermediate_size=96, max_position_embeddings=256)
+BACKBONES = {
+    "llama": (LlamaForCausalLM, LlamaConfig(hidden_size=64, num_hidden_layers=5, num_attention_heads=4,
+                                            num_key_value_heads=2, tie_word_embeddings=False, **SMALL)),
+    "qwen2": (Qwen2ForCausalLM, Qwen2Config(hidden_size=48, num_hidden_layers=3, num_attention_heads=6,
+                                            num_key_value_heads=2, tie_word_embeddings=True, **SMALL)),
+    "mistral": (MistralForCausalLM, MistralConfig(hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
+                                                  num_key_value_heads=1, sliding_window=4, **SMALL)),
+}
+DOMAINS = ["a", "b"]
+
+
+def word_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer over a made-up vocabulary, so tests also cover a shipped tokenizer."""
+    words = ["[UNK]", "</s>"] + [f"w{i}" for i in range(vocab_size - 2)]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", eos_token="</s>")
+
+
+def make_backbone(kind: str, path, with_tokenizer: bool = True):
+    cls, config = BACKBONES[kind]
+    torch.manual_seed(0)
+    model = cls(config).eval()
+    model.save_pretrained(path)
+    if with_tokenizer:
+        word_tokenizer(config.vocab_size).save_pretrained(path)
+    return model
+
+
+def randomize_gates(mode, seed: int = 1) -> None:
+    """Gates that really mix (zeros would weight everything equally)."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for gate in mode.gates:
+            torch.nn.init.normal_(gate.weight, std=0.3)
+            torch.nn.init.normal_(gate.bias, std=0.5)
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("edgemode")
+
+
+@pytest.fixture(scope="session", params=list(BACKBONES))
+def kind(request):
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def backbone_dir(workdir, kind):
+    path = workdir / f"backbone-{kind}"
+    make_backbone(kind, path, with_tokenizer=kind != "mistral")  # mistral gets the byte-level fallback
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_dir(workdir, kind, backbone_dir):
+    """A MoDE model directory with two random experts and mixing gates."""
+    path = workdir / f"model-{kind}"
+    mode = store.create(path, str(backbone_dir), DOMAINS, blocks=2 if kind == "qwen2" else 3, expert_layers=2,
+                        init="random", seed=0)
+    randomize_gates(mode)
+    manifest = store.read_manifest(path)
+    store.save(mode, path, manifest["backbone"]["source"], manifest["backbone"]["fingerprint"])
+    return path
+
+
+@pytest.fixture(scope="session")
+def reference(model_dir):
+    return store.load(model_dir)
+
+
+@pytest.fixture(scope="session")
+def bundles(workdir, kind, model_dir):
+    """fp32 and int4 bundles of the model, exported once per backbone kind."""
+    from edgemode.export import export
+
+    out = {}
+    for quant in ("fp32", "int4"):
+        out[quant] = workdir / f"bundle-{kind}-{quant}"
+        export(model_dir, out[quant], quant=quant, max_context=128)
+    return out

@@ -1,0 +1,136 @@
+"""The runtime: domain switching, generation, sampling, its errors, and its slim imports."""
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from edgemode import EdgemodeError
+from edgemode.runtime import Engine, Sampling
+from edgemode.runtime.sampling import choose
+
+from conftest import DOMAINS
+
+
+def greedy(engine, n=12):
+    return list(engine.generate_ids([3, 5, 7, 9], max_new_tokens=n))
+
+
+def test_set_domains_keeps_backbone_sessions_and_equals_fresh_engine(bundles):
+    engine = Engine.load(bundles["fp32"], ["a"])
+    backbone = [s.session for s in engine.backbone]
+    embedding, head = engine.embedding, engine.head
+    for domains in (["b"], DOMAINS, [], ["a"]):
+        engine.set_domains(domains)
+        assert [s.session for s in engine.backbone] == backbone and all(
+            x is y for x, y in zip((s.session for s in engine.backbone), backbone))
+        assert engine.embedding is embedding and engine.head is head
+        assert sorted(engine.experts) == sorted(domains)
+        fresh = Engine.load(bundles["fp32"], domains)
+        ids = np.arange(10) * 7 % 300
+        assert np.array_equal(engine.logits(ids), fresh.logits(ids))
+        assert greedy(engine) == greedy(fresh)
+
+
+def test_only_requested_experts_are_loaded(bundles):
+    engine = Engine.load(bundles["fp32"], [])
+    assert engine.experts == {} and engine.gates == []
+    size_none = engine.loaded_graph_bytes
+    engine.set_domains(["a"])
+    assert list(engine.experts) == ["a"] and size_none < engine.loaded_graph_bytes
+
+
+def test_failed_set_domains_changes_nothing(bundles):
+    engine = Engine.load(bundles["fp32"], ["a"])
+    before = dict(engine.experts)
+    for bad in (["zz"], ["a", "a"], "a"):
+        with pytest.raises(EdgemodeError):
+            engine.set_domains(bad)
+        assert engine.domains == ["a"] and engine.experts == before
+
+
+def test_generate_streams_text_and_stops_at_max_tokens(bundles):
+    engine = Engine.load(bundles["fp32"], DOMAINS)
+    ids = list(engine.generate_ids([1, 2, 3], max_new_tokens=5))
+    assert 1 <= len(ids) <= 5
+    pieces = list(engine.generate("w1 w2 w3", max_new_tokens=5))
+    assert all(isinstance(p, str) for p in pieces)
+
+
+def test_sampling_is_deterministic_for_a_seed(bundles):
+    engine = Engine.load(bundles["fp32"], ["a"])
+    run = lambda seed: list(engine.generate_ids([4, 5], 20, Sampling(temperature=1.5, top_k=50, top_p=0.95, seed=seed)))
+    assert run(7) == run(7)
+    assert run(7) != run(8) or run(7) != run(9)
+
+
+def test_choose_respects_top_k_and_top_p():
+    logits = np.array([5.0, 4.0, 0.0, -1.0])
+    rng = np.random.default_rng(0)
+    assert {choose(logits, Sampling(temperature=1.0, top_k=2), rng) for _ in range(200)} <= {0, 1}
+    assert {choose(logits, Sampling(temperature=1.0, top_p=0.5), rng) for _ in range(200)} == {0}
+    assert choose(logits, Sampling(), rng) == 0
+
+
+@pytest.mark.parametrize("kwargs", [dict(temperature=-1), dict(temperature=float("nan")), dict(top_k=-2),
+                                    dict(top_p=0), dict(top_p=1.5)])
+def test_invalid_sampling_is_refused(kwargs):
+    with pytest.raises(EdgemodeError):
+        Sampling(**kwargs)
+
+
+def test_prompt_errors(bundles):
+    engine = Engine.load(bundles["fp32"], [])
+    with pytest.raises(EdgemodeError, match="prompt is empty"):
+        list(engine.generate(""))
+    with pytest.raises(EdgemodeError, match="context is 128"):
+        list(engine.generate_ids(list(range(128)), 4))
+    with pytest.raises(EdgemodeError, match="max_new_tokens"):
+        list(engine.generate_ids([1, 2], 0))
+    with pytest.raises(EdgemodeError, match="must be text"):
+        list(engine.generate(b"w1"))
+
+
+def test_generation_stops_when_the_context_is_full(bundles):
+    engine = Engine.load(bundles["fp32"], [])
+    # 128 positions fit in the cache; the token predicted at the last one is still returned.
+    assert len(list(engine.generate_ids(list(range(120)), 50))) == 128 - 120 + 1
+
+
+BLOCK_HEAVY_IMPORTS = textwrap.dedent("""
+    import sys
+    class Block:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in {"torch", "transformers", "onnx", "optimum", "safetensors"}:
+                raise ImportError("blocked: " + name)
+    sys.meta_path.insert(0, Block())
+""")
+
+
+def test_runtime_generates_without_torch_transformers_onnx(bundles):
+    code = BLOCK_HEAVY_IMPORTS + textwrap.dedent(f"""
+        from edgemode.runtime import Engine
+        engine = Engine.load({str(bundles['int4'])!r}, ["a"])
+        ids = list(engine.generate_ids([1, 2, 3], max_new_tokens=4))
+        assert len(ids) >= 1, ids
+        try:
+            import torch
+        except ImportError:
+            print("ok, torch blocked")
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "ok, torch blocked" in done.stdout
+
+
+def test_cli_run_and_inspect_without_torch(bundles):
+    code = BLOCK_HEAVY_IMPORTS + textwrap.dedent(f"""
+        sys.argv = ["edgemode", "run", {str(bundles['int4'])!r}, "--domains", "a,b", "--prompt", "w1 w2",
+                    "--max-new-tokens", "3"]
+        from edgemode.cli import main
+        main()
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
