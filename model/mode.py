@@ -18,6 +18,7 @@ from edgemode import EdgemodeError
 from edgemode.domains import check_domains
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
+INITIAL_EXPERT_LOGIT = -2.0
 
 
 @dataclass(frozen=True)
@@ -107,8 +108,10 @@ class MoDE(nn.Module):
     `gates[b]` has one output row for the backbone followed by one per domain, in `domains` order.
     """
 
-    def __init__(self, backbone: nn.Module, layout: Layout, domains: list[str], experts: dict[str, nn.ModuleList]):
+    def __init__(self, backbone: nn.Module, layout: Layout, domains: list[str], experts: dict[str, nn.ModuleList],
+                 source: str = "", fingerprint: str = ""):
         super().__init__()
+        self.source, self.fingerprint = source, fingerprint  # where the backbone came from, and its stamp
         check_backbone_config(backbone.config)
         self.backbone = backbone.eval().requires_grad_(False)
         self.layout = layout
@@ -116,9 +119,10 @@ class MoDE(nn.Module):
         self.experts = nn.ModuleDict(experts)
         hidden = backbone.config.hidden_size
         self.gates = nn.ModuleList(nn.Linear(hidden, 1 + len(domains)) for _ in layout.blocks)
-        for gate in self.gates:
+        for gate in self.gates:  # start close to the backbone: each expert gets ~12% of the mix alone
             nn.init.zeros_(gate.weight)
-            nn.init.zeros_(gate.bias)
+            nn.init.constant_(gate.bias, INITIAL_EXPERT_LOGIT)
+            nn.init.zeros_(gate.bias[:1])
 
     @property
     def config(self):

@@ -22,6 +22,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from edgemode import EdgemodeError
+from edgemode.bundle.manifest import sha256
 from edgemode.domains import check_domain_name
 from edgemode.model.backbones import load_backbone
 from edgemode.model.mode import MoDE, Layout, new_expert
@@ -53,7 +54,8 @@ def _expert_path(model_dir: Path, domain: str) -> Path:
     return model_dir / "experts" / f"{domain}.safetensors"
 
 
-def save_expert(mode: MoDE, model_dir: Path, domain: str, backbone_fingerprint: str) -> None:
+def save_expert(mode: MoDE, model_dir: Path, domain: str) -> None:
+    """Write one expert's file: its layers and its own gate rows (what stage 1 trains)."""
     index = 1 + mode.domains.index(domain)
     tensors = {}
     for b, layers in enumerate(mode.experts[domain]):
@@ -62,30 +64,35 @@ def save_expert(mode: MoDE, model_dir: Path, domain: str, backbone_fingerprint: 
         tensors[f"gate{b}.weight"] = mode.gates[b].weight[index]
         tensors[f"gate{b}.bias"] = mode.gates[b].bias[index : index + 1]
     meta = {"format": EXPERT_FORMAT, "schema": str(MODEL_SCHEMA), "domain": domain,
-            "backbone_fingerprint": backbone_fingerprint, "layout": json.dumps(mode.layout.to_json())}
+            "backbone_fingerprint": mode.fingerprint, "layout": json.dumps(mode.layout.to_json())}
     path = _expert_path(model_dir, domain)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().clone() for k, v in tensors.items()}
     _write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
-def save(mode: MoDE, model_dir: str | Path, backbone_source: str, backbone_fingerprint: str) -> None:
-    """Write every expert, the composition's gates and mode.json (last, so it never names missing files)."""
+def save(mode: MoDE, model_dir: str | Path, experts: bool = True) -> None:
+    """Write the experts (unless `experts=False`), the composition's gates, and mode.json last.
+
+    The composition records each expert file's sha256: retraining an expert afterwards makes its
+    composed gate rows stale, and loading then falls back to the expert's own rows.
+    """
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    for domain in mode.domains:
-        save_expert(mode, model_dir, domain, backbone_fingerprint)
+    for domain in mode.domains if experts else []:
+        save_expert(mode, model_dir, domain)
     gates = {}
     for b, gate in enumerate(mode.gates):
         gates[f"gate{b}.weight"] = gate.weight.detach().contiguous().clone()
         gates[f"gate{b}.bias"] = gate.bias.detach().contiguous().clone()
-    meta = {"domains": json.dumps(mode.domains), "backbone_fingerprint": backbone_fingerprint}
+    experts = {d: sha256(_expert_path(model_dir, d)) for d in mode.domains}
+    meta = {"domains": json.dumps(mode.domains), "experts_sha256": json.dumps(experts),
+            "backbone_fingerprint": mode.fingerprint}
     _write_atomic(model_dir / "gates.safetensors", lambda tmp: save_file(gates, str(tmp), metadata=meta))
     manifest = {
         "format": "edgemode-model",
         "schema": MODEL_SCHEMA,
-        "backbone": {"source": backbone_source, "fingerprint": backbone_fingerprint,
-                     "model_type": mode.config.model_type},
+        "backbone": {"source": mode.source, "fingerprint": mode.fingerprint, "model_type": mode.config.model_type},
         "layout": mode.layout.to_json(),
         "domains": mode.domains,
     }
@@ -116,10 +123,10 @@ def create(model_dir: str | Path, backbone_source: str, domains: list[str], bloc
                     for module in layer.modules():
                         backbone._init_weights(module)
         experts[domain] = layers
-    mode = MoDE(backbone, layout, domains, experts)
+    mode = MoDE(backbone, layout, domains, experts, backbone_source, fingerprint(backbone))
     model_dir.mkdir(parents=True, exist_ok=True)
     tokenizer.save(str(model_dir / "tokenizer.json"))
-    save(mode, model_dir, backbone_source, fingerprint(backbone))
+    save(mode, model_dir)
     return mode
 
 
@@ -174,34 +181,31 @@ def load_expert(backbone, layout: Layout, path: Path, backbone_fingerprint: str)
     return layers, gate_rows
 
 
-def load(model_dir: str | Path, check_fingerprint: bool = True) -> MoDE:
+def load(model_dir: str | Path) -> MoDE:
     """Load a MoDE model directory with all its experts."""
     model_dir = Path(model_dir)
     manifest = read_manifest(model_dir)
-    backbone, _ = load_backbone(manifest["backbone"]["source"])
-    expected = manifest["backbone"]["fingerprint"]
-    if check_fingerprint and fingerprint(backbone) != expected:
-        raise EdgemodeError(
-            f"the backbone at {manifest['backbone']['source']} is not the one {model_dir} was made for "
-            f"(fingerprint {expected[:19]}...)"
-        )
+    source, expected = manifest["backbone"]["source"], manifest["backbone"]["fingerprint"]
+    backbone, _ = load_backbone(source)
+    if fingerprint(backbone) != expected:
+        raise EdgemodeError(f"the backbone at {source} is not the one {model_dir} was made for (fingerprint {expected[:19]}...)")
     layout = Layout.from_json(manifest["layout"])
     domains = manifest["domains"]
     experts, rows = {}, {}
     for domain in domains:
         experts[domain], rows[domain] = load_expert(backbone, layout, _expert_path(model_dir, domain), expected)
-    mode = MoDE(backbone, layout, domains, experts)
-    # The composition's gates win; an expert added after the last composition brings its own rows.
+    mode = MoDE(backbone, layout, domains, experts, source, expected)
     composed, meta = _read_safetensors(model_dir / "gates.safetensors")
     composed_domains = json.loads(meta.get("domains", "[]"))
+    composed_sha = json.loads(meta.get("experts_sha256", "{}"))
     with torch.no_grad():
         for b, gate in enumerate(mode.gates):
-            for row, name in enumerate(["backbone"] + domains):
-                if name == "backbone" or name in composed_domains:
-                    src = 0 if name == "backbone" else 1 + composed_domains.index(name)
+            gate.weight[0], gate.bias[0] = composed[f"gate{b}.weight"][0], composed[f"gate{b}.bias"][0]
+            for row, domain in enumerate(domains, start=1):
+                if composed_sha.get(domain) == sha256(_expert_path(model_dir, domain)):
+                    src = 1 + composed_domains.index(domain)
                     weight, bias = composed[f"gate{b}.weight"][src], composed[f"gate{b}.bias"][src]
-                else:
-                    weight, bias = rows[name][b]
-                gate.weight[row] = weight
-                gate.bias[row] = bias
+                else:  # retrained or added since the last composition: the expert's own rows
+                    weight, bias = rows[domain][b]
+                gate.weight[row], gate.bias[row] = weight, bias
     return mode

@@ -79,8 +79,7 @@ def model_dir(workdir, kind, backbone_dir):
     mode = store.create(path, str(backbone_dir), DOMAINS, blocks=2 if kind == "qwen2" else 3, expert_layers=2,
                         init="random", seed=0)
     randomize_gates(mode)
-    manifest = store.read_manifest(path)
-    store.save(mode, path, manifest["backbone"]["source"], manifest["backbone"]["fingerprint"])
+    store.save(mode, path)
     return path
 
 
