@@ -1,0 +1,1 @@
+"""Device profiles and the memory planner (standard library only)."""

@@ -96,14 +96,16 @@ def new(model_dir, backbone, domains, blocks, expert_layers, init, seed):
 @cli.command()
 @click.argument("model_dir", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--domains", default=None, help="Comma-separated domains to export. Default: all of the model's.")
-@click.option("--quant", type=click.Choice(["fp32", "int4"]), default="fp32", show_default=True,
-              help="Weight precision of the graphs.")
+@click.option("--quant", type=click.Choice(["fp32", "int4"]), default=None,
+              help="Weight precision of the graphs. Default: the device's, else fp32.")
+@click.option("--device", default=None, help="Device profile (see `edgemode devices`) or profile JSON file: "
+              "its defaults apply and the export is refused if it cannot fit.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("bundle"), show_default=True,
               help="Bundle directory to write (replaced atomically if it holds a bundle).")
 @click.option("--context", type=int, default=None, help="Longest sequence the bundle serves. Default: min(model's, 2048).")
 @click.option("--block-size", default=32, show_default=True, help="int4 quantization block size.")
 @click.option("--accuracy-level", default=4, show_default=True, help="int4 MatMulNBits accuracy level (4: int8 compute).")
-def export(model_dir, domains, quant, output, context, block_size, accuracy_level):
+def export(model_dir, domains, quant, device, output, context, block_size, accuracy_level):
     """Export MODEL_DIR to a bundle of per-component ONNX graphs, checked against PyTorch.
 
     Without MODEL_DIR, exports the built-in default model (see `edgemode demo`).
@@ -117,7 +119,7 @@ def export(model_dir, domains, quant, output, context, block_size, accuracy_leve
         if not (model_dir / "mode.json").is_file():
             raise EdgemodeError("no MODEL_DIR given and the default model is not built yet: run `edgemode demo` first")
 
-    run_export(model_dir, output, _domains(domains), quant, context, Int4Config(block_size, accuracy_level))
+    run_export(model_dir, output, _domains(domains), quant, context, Int4Config(block_size, accuracy_level), device=device)
 
 
 @cli.command()
@@ -130,12 +132,13 @@ def export(model_dir, domains, quant, output, context, block_size, accuracy_leve
 @click.option("--top-p", default=1.0, show_default=True, help="Nucleus sampling mass.")
 @click.option("--seed", default=None, type=int, help="Seed for sampling.")
 @click.option("--threads", default=None, type=int, help="onnxruntime intra-op threads. Default: onnxruntime's.")
-def run(bundle, domains, prompt, max_new_tokens, temperature, top_k, top_p, seed, threads):
+@click.option("--device", default=None, help="Device profile: refuse to load beyond its memory budget.")
+def run(bundle, domains, prompt, max_new_tokens, temperature, top_k, top_p, seed, threads, device):
     """Generate a continuation of PROMPT with BUNDLE, streamed to stdout."""
     from edgemode.runtime import Engine, Sampling
 
     sampling = Sampling(temperature, top_k, top_p, seed)
-    engine = Engine.load(bundle, _all_domains(bundle, domains), threads=threads)
+    engine = Engine.load(bundle, _all_domains(bundle, domains), threads=threads, device=device)
     for piece in engine.generate(prompt, max_new_tokens, sampling):
         sys.stdout.write(piece)
         sys.stdout.flush()
@@ -166,6 +169,7 @@ def eval_(path, domains, text_file, window, max_tokens, as_json):
         mode = load(path)
         active = mode.check_domains(mode.domains if domains is None else _domains(domains))
         tokenizer = _model_tokenizer(path)
+        limit, what = mode.config.max_position_embeddings, "the backbone's context"
 
         def logits(ids):
             with torch.no_grad():
@@ -175,7 +179,9 @@ def eval_(path, domains, text_file, window, max_tokens, as_json):
 
         engine = Engine.load(path, _all_domains(path, domains))
         tokenizer, logits = engine.tokenizer, engine.logits
-        window = min(window, engine.max_context)
+        limit, what = engine.max_context, "this bundle's context"
+    if window > limit:  # never shrink it silently: a bundle and its model must score the same windows
+        raise EdgemodeError(f"--window {window} exceeds {what} ({limit} tokens); pass --window {limit} or less")
     result = perplexity(logits, tokenizer.encode(text).ids[:max_tokens], window)
     if as_json:
         click.echo(json.dumps(result))
@@ -211,6 +217,108 @@ def inspect(bundle, as_json, verify):
     click.echo(f"  {sum(e['bytes'] for e in files.values()) / 1e6:10.2f} MB  total")
     if verify:
         click.echo("verified    every file's size and sha256 match the manifest")
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--domains", default=None, help=DOMAINS_HELP)
+@click.option("--prompt-tokens", default=128, show_default=True, help="Prompt length (fixed seeded token ids).")
+@click.option("--new-tokens", default=64, show_default=True, help="Greedy tokens generated per repeat.")
+@click.option("--threads", default=None, type=int, help="onnxruntime intra-op threads. Default: onnxruntime's.")
+@click.option("--repeat", default=3, show_default=True, help="Requests measured; medians are reported.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench(bundle, domains, prompt_tokens, new_tokens, threads, repeat, as_json):
+    """Measure load time, time to first token, decode tokens/s and peak memory of BUNDLE."""
+    from edgemode.runtime.bench import bench as run_bench
+
+    if prompt_tokens < 1 or new_tokens < 2 or repeat < 1:
+        raise EdgemodeError("--prompt-tokens and --repeat must be >= 1 and --new-tokens >= 2")
+    result = run_bench(bundle, _all_domains(bundle, domains), prompt_tokens, new_tokens, threads, repeat)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    m = result["machine"]
+    click.echo(f"bundle      {bundle} ({result['quantization']}), domains {{{','.join(result['domains'])}}}")
+    click.echo(f"machine     {m['cpu']}, {m['cores']} cores, {m['arch']}, onnxruntime {m['onnxruntime']}")
+    click.echo(f"load        {result['load_s']:.2f} s   ({result['graph_bytes'] / 1e6:.1f} MB of graphs)")
+    click.echo(f"first token {result['ttft_ms']:.1f} ms   ({prompt_tokens}-token prompt)")
+    click.echo(f"decode      {result['decode_tok_s']:.1f} tok/s   (p95 {result['p95_token_ms']:.2f} ms/token)")
+    click.echo(f"peak RSS    {result['peak_rss_mb']:.0f} MB")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the profiles as JSON.")
+def devices(as_json):
+    """List the device profiles (pass a name, or your own JSON file, to --device)."""
+    from edgemode.devices import profiles
+
+    found = [profiles.load(name) for name in profiles.names()]
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    click.echo(f"{'profile':22s} {'budget':>9s} {'threads':>7s} {'context':>7s}  {'quant':6s} name")
+    for p in found:
+        click.echo(f"{p['profile']:22s} {p['budget_bytes'] / 2**30:7.2f}Gi {p['threads']:7d} {p['max_context']:7d}  "
+                   f"{p['quantization']['weights']:6s} {p['name']}")
+
+
+@cli.command()
+@click.argument("path", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--device", required=True, help="Device profile name or JSON file.")
+@click.option("--domains", default="", help="Comma-separated domains to run at once (only their number matters).")
+@click.option("--shape", type=click.Choice(["nano-1", "nano-2", "smollm2-135m"]), default=None,
+              help="Plan a named backbone shape instead of PATH (no weights needed).")
+@click.option("--blocks", default=3, show_default=True, help="With --shape: blocks B.")
+@click.option("--expert-layers", default=2, show_default=True, help="With --shape: expert layers k per block.")
+@click.option("--quant", type=click.Choice(["fp32", "int4"]), default=None, help="Default: the device's.")
+@click.option("--context", type=int, default=None, help="Tokens of KV cache. Default: the device's max context.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def plan(path, device, domains, shape, blocks, expert_layers, quant, context, as_json):
+    """Plan the memory of PATH (a MoDE model directory or bundle) or --shape on --device."""
+    from dataclasses import replace
+
+    from edgemode.devices import planner, profiles
+
+    profile = profiles.load(device)
+    quantization = dict(profile["quantization"])
+    if (path is None) == (shape is None):
+        raise EdgemodeError("give either PATH (model directory or bundle) or --shape")
+    if shape:
+        model_shape = replace(planner.SHAPES[shape], blocks=blocks, expert_layers=expert_layers)
+    elif (path / "mode.json").is_file():
+        from edgemode.model.backbones import resolve
+        from edgemode.model.store import read_manifest
+
+        layout = read_manifest(path)["layout"]
+        config = planner.read_config(resolve(read_manifest(path)["backbone"]["source"]))
+        model_shape = planner.Shape.from_config(config, len(layout["blocks"]), len(layout["expert_sources"][0]))
+    else:
+        from edgemode.bundle import manifest as bundle_manifest
+
+        manifest = bundle_manifest.read(path)
+        model_shape = planner.shape_of_bundle(manifest)
+        quantization = manifest["quantization"]
+    if quant:
+        quantization = {"weights": "fp32"} if quant == "fp32" else {"weights": "int4", "block_size": 32}
+    result = planner.plan(model_shape, len(_domains(domains)), quantization, context or profile["max_context"],
+                          profile["budget_bytes"])
+    result["device"] = profile["profile"]
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    mib = lambda n: f"{n / 2**20:9.1f} MiB"  # noqa: E731
+    click.echo(f"device   {profile['name']} ({profile['profile']}), budget {mib(profile['budget_bytes']).strip()}")
+    click.echo(f"model    {model_shape.layers} layers x {model_shape.hidden}, {result['domains']} domain(s), "
+               f"{quantization['weights']}, context {result['context']}")
+    for name, size in result["components"].items():
+        click.echo(f"  weights  {name:10s} {mib(size)}")
+    click.echo(f"  KV cache            {mib(result['kv_bytes'])}  (expert layers included)")
+    click.echo(f"  activations         {mib(result['activation_bytes'])}  (one prefill chunk)")
+    click.echo(f"  runtime             {mib(result['runtime_bytes'])}")
+    click.echo(f"  total               {mib(result['total_bytes'])}  of {mib(profile['budget_bytes']).strip()}: "
+               + ("fits" if result["fits"] else "DOES NOT FIT"))
+    for hint in result.get("suggestions", []):
+        click.echo(f"  would fit with: {hint}")
 
 
 @cli.command()

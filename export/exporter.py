@@ -21,6 +21,7 @@ import torch
 
 from edgemode import EdgemodeError
 from edgemode.bundle import manifest as bundle_manifest
+from edgemode.devices import planner, profiles
 from edgemode.export.graphs import attention_shape, decoder_graph, embedding_graph, gate_graph, head_graph, rotary_cache
 from edgemode.model import store
 from edgemode.quantize import Int4Config, quantize_int4
@@ -70,6 +71,14 @@ def publish(tmp: Path, out: Path) -> None:
     shutil.rmtree(tmp)
 
 
+def remove_stale_temporaries(out: Path) -> None:
+    """Delete what exports killed mid-way left beside `out` (their process is gone)."""
+    for tmp in out.parent.glob(f".{out.name}.tmp-*-*"):
+        pid = tmp.name[len(f".{out.name}.tmp-"):].split("-")[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def check_target(out: Path) -> None:
     """Refuse to replace anything that is not a previous bundle or an empty directory."""
     if out.exists() and not (out.is_dir() and ((out / bundle_manifest.MANIFEST).is_file() or not any(out.iterdir()))):
@@ -91,9 +100,17 @@ def parity(engine, mode, domains: list[str], ids: np.ndarray) -> dict:
     }
 
 
-def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = None, quant: str = "fp32",
-           max_context: int | None = None, int4: Int4Config = Int4Config(), check: bool = True) -> dict:
-    """Export `domains` (default: all of the model's) and return the manifest written."""
+def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = None, quant: str | None = None,
+           max_context: int | None = None, int4: Int4Config = Int4Config(), check: bool = True,
+           device: str | None = None) -> dict:
+    """Export `domains` (default: all of the model's) and return the manifest written.
+
+    With a `device`, its profile supplies the default quantization and context, and a
+    configuration whose planned memory exceeds the device's budget is refused before anything is
+    written.
+    """
+    profile = profiles.load(device) if device else None
+    quant = quant or (profile["quantization"]["weights"] if profile else "fp32")
     if quant not in TOLERANCES:
         raise EdgemodeError(f"--quant must be one of {', '.join(TOLERANCES)}, got {quant!r}")
     out = Path(out)
@@ -104,9 +121,20 @@ def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = N
     mode = store.load(model_dir)
     domains = mode.check_domains(mode.domains if domains is None else domains)
     backbone, layout, config = mode.backbone, mode.layout, mode.config
-    max_context = max_context or min(config.max_position_embeddings, DEFAULT_CONTEXT)
+    default_context = profile["max_context"] if profile else DEFAULT_CONTEXT
+    max_context = max_context or min(config.max_position_embeddings, default_context)
     if not 2 <= max_context <= config.max_position_embeddings:
         raise EdgemodeError(f"--context must be between 2 and the backbone's {config.max_position_embeddings}, got {max_context}")
+    if profile:
+        shape = planner.Shape.from_config(config.to_dict(), len(layout.blocks), layout.expert_layers)
+        quantization = int4.to_json() if quant == "int4" else {"weights": "fp32"}
+        needed = planner.plan(shape, len(domains), quantization, max_context, profile["budget_bytes"])
+        if not needed["fits"]:
+            raise EdgemodeError(
+                f"{quant} with {len(domains)} domain(s) at {max_context} tokens needs {needed['total_bytes'] / 2**20:.0f} MiB, "
+                f"over the {profile['profile']} budget of {profile['budget_bytes'] / 2**20:.0f} MiB; nothing was written. "
+                f"Try {'; or '.join(needed['suggestions'])}"
+            )
     shape = attention_shape(config, max_context)
     rotary = rotary_cache(backbone, shape)
     rows = [0] + [1 + mode.domains.index(d) for d in domains]
@@ -121,7 +149,8 @@ def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = N
             components.append((f"expert.{d}.block{b}", lambda n, d=d, b=b, s=sources: decoder_graph(n, backbone, mode.experts[d][b], s, shape, rotary)))
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    remove_stale_temporaries(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
     try:
         for i, (name, build) in enumerate(components, 1):
             graph = build(name)
@@ -160,6 +189,8 @@ def _manifest(tmp: Path, mode, model_manifest: dict, domains, quant, int4, max_c
             "head_dim": shape.head_dim,
             "kv_head_dim": shape.padded_head_dim,
             "vocab_size": config.vocab_size,
+            "intermediate_size": config.intermediate_size,
+            "tied_embeddings": bool(config.tie_word_embeddings),
         },
         "layout": mode.layout.to_json(),
         "max_context": max_context,

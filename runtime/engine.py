@@ -17,6 +17,7 @@ from tokenizers import Tokenizer
 
 from edgemode import EdgemodeError
 from edgemode.bundle import manifest as bundle_manifest
+from edgemode.devices import planner, profiles
 from edgemode.domains import check_domains
 from edgemode.runtime.sampling import Sampling, choose
 
@@ -68,9 +69,9 @@ class KVCache:
 class Engine:
     """A loaded bundle. Use `Engine.load`; one generation runs at a time per engine."""
 
-    def __init__(self, bundle: Path, manifest: dict, options: ort.SessionOptions, verify: bool):
-        self.bundle, self.manifest, self.options, self.verify = bundle, manifest, options, verify
-        self.max_context = int(manifest["max_context"])
+    def __init__(self, bundle: Path, manifest: dict, options: ort.SessionOptions, verify: bool, device: dict | None):
+        self.bundle, self.manifest, self.options, self.verify, self.device = bundle, manifest, options, verify, device
+        self.max_context = min(int(manifest["max_context"]), device["max_context"] if device else 1 << 62)
         self.tokenizer = Tokenizer.from_file(str(bundle_manifest.resolve(bundle, manifest["tokenizer"])))
         self.eos_token_ids = set(manifest.get("eos_token_ids", []))
         graphs = manifest["graphs"]
@@ -83,15 +84,22 @@ class Engine:
         self._lock = threading.RLock()
 
     @classmethod
-    def load(cls, bundle: str | Path, domains=(), threads: int | None = None, verify: bool = False) -> "Engine":
+    def load(cls, bundle: str | Path, domains=(), threads: int | None = None, verify: bool = False,
+             device: str | None = None) -> "Engine":
         """Load a bundle with the experts for `domains` active.
 
         Files are checked against the manifest before any session is made: sizes always, sha256
-        too with `verify=True`. Errors are EdgemodeError subclasses with a one-line message.
+        too with `verify=True`. With a `device` (profile name or file), the plan for these domains
+        at the device's context must fit its memory budget, and the device's thread count is the
+        default. Errors are EdgemodeError subclasses with a one-line message.
         """
         bundle = Path(bundle)
         manifest = bundle_manifest.read(bundle)
         domains = _check_domains(manifest, domains)
+        profile = profiles.load(device) if device else None
+        if profile:
+            _check_budget(manifest, profile, domains)
+            threads = threads or profile["threads"]
         needed = bundle_manifest.graph_files(manifest, domains) + [manifest["tokenizer"]]
         bundle_manifest.verify(bundle, manifest, bundle_manifest.with_external_data(manifest, needed), verify)
         options = ort.SessionOptions()
@@ -99,7 +107,7 @@ class Engine:
         if threads:
             options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        engine = cls(bundle, manifest, options, verify)
+        engine = cls(bundle, manifest, options, verify, profile)
         engine.set_domains(domains)
         return engine
 
@@ -116,6 +124,8 @@ class Engine:
         """
         with self._lock:
             domains = _check_domains(self.manifest, domains)
+            if self.device:
+                _check_budget(self.manifest, self.device, domains)
             graphs = self.manifest["graphs"]
             added = [d for d in domains if d not in self.experts]
             files = [g for d in added for g in graphs["experts"][d]] + (graphs["gates"] if domains and not self.gates else [])
@@ -218,3 +228,14 @@ class Engine:
 
 def _check_domains(manifest: dict, domains) -> list[str]:
     return check_domains(manifest["domains"], domains, "this bundle")
+
+
+def _check_budget(manifest: dict, device: dict, domains: list[str]) -> None:
+    context = min(int(manifest["max_context"]), device["max_context"])
+    needed = planner.plan(planner.shape_of_bundle(manifest), len(domains), manifest["quantization"], context,
+                          device["budget_bytes"])
+    if not needed["fits"]:
+        raise EdgemodeError(
+            f"{len(domains)} domain(s) at {context} tokens need {needed['total_bytes'] / 2**20:.0f} MiB, over the "
+            f"{device['profile']} budget of {device['budget_bytes'] / 2**20:.0f} MiB; try {'; or '.join(needed['suggestions'])}"
+        )

@@ -1,0 +1,143 @@
+"""The memory planner: what a MoDE bundle needs on a device, computed from shapes alone.
+
+    total = weights (per component, at the bundle's precision)
+          + KV cache (every layer that runs, expert layers included, at the planned context)
+          + activations (one prefill chunk) + runtime (interpreter, onnxruntime, tokenizer)
+
+Standard library only: the runtime uses it to refuse loads that would not fit, and nothing here
+materialises weights, so 1.8B and 3.25B backbones plan instantly. The constants marked
+"measured" come from `edgemode bench` (see scripts/planner_accuracy.py).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from edgemode import EdgemodeError
+
+MB = 1024 * 1024
+RUNTIME_BYTES = 80 * MB  # measured: peak RSS of `edgemode bench` on a bundle of under 1 MB
+PREFILL_CHUNK = 256
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A Llama-shaped backbone plus the MoDE layout."""
+
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    vocab: int
+    tied: bool = True
+    blocks: int = 3
+    expert_layers: int = 2
+
+    @property
+    def kv_head_dim(self) -> int:  # GroupQueryAttention pads heads to a multiple of 16
+        return -(-self.head_dim // 16) * 16
+
+    def layer_params(self) -> int:
+        attention = self.hidden * self.kv_head_dim * (2 * self.heads + 2 * self.kv_heads)
+        return attention + 3 * self.hidden * self.intermediate
+
+    @classmethod
+    def from_config(cls, config: dict, blocks: int = 3, expert_layers: int = 2) -> "Shape":
+        heads = config["num_attention_heads"]
+        return cls(
+            hidden=config["hidden_size"], layers=config["num_hidden_layers"], heads=heads,
+            kv_heads=config.get("num_key_value_heads") or heads,
+            head_dim=config.get("head_dim") or config["hidden_size"] // heads,
+            intermediate=config["intermediate_size"], vocab=config["vocab_size"],
+            tied=config.get("tie_word_embeddings", True), blocks=blocks, expert_layers=expert_layers,
+        )
+
+
+# Google has not published Nano's shapes: these are Llama-shaped stand-ins with Nano-1's 1.8B and
+# Nano-2's 3.25B parameters (Gemini report, 2023). SmolLM2-135M is its real config.
+SHAPES = {
+    "nano-1": Shape(hidden=2048, layers=28, heads=16, kv_heads=8, head_dim=128, intermediate=8192, vocab=32000),
+    "nano-2": Shape(hidden=3072, layers=28, heads=24, kv_heads=8, head_dim=128, intermediate=9728, vocab=32000),
+    "smollm2-135m": Shape(hidden=576, layers=30, heads=9, kv_heads=3, head_dim=64, intermediate=1536, vocab=49152),
+}
+
+
+def bytes_per_weight(quantization: dict) -> float:
+    if quantization.get("weights") == "fp32":
+        return 4.0
+    if quantization.get("weights") == "int4":
+        return 0.5 + 4 / quantization.get("block_size", 32)  # 4-bit values plus an fp32 scale per block
+    raise EdgemodeError(f"unknown quantization {quantization!r}")
+
+
+def plan(shape: Shape, domains: int, quantization: dict, context: int, budget_bytes: int | None = None) -> dict:
+    """Memory needed to run `domains` experts at `context` tokens; with a budget, whether it fits."""
+    if context < 2:
+        raise EdgemodeError(f"the context must be at least 2 tokens, got {context}")
+    bpw = bytes_per_weight(quantization)
+    norms = 2 * shape.hidden * 4
+    rotary = 2 * context * (shape.kv_head_dim // 2) * 4  # cos/sin caches, one pair per decoder graph
+    components = {
+        "embedding": shape.vocab * shape.hidden * bpw,
+        "head": shape.vocab * shape.hidden * bpw + shape.hidden * 4,
+        "backbone": shape.layers * (shape.layer_params() * bpw + norms) + shape.blocks * rotary,
+        "gates": shape.blocks * shape.hidden * (1 + domains) * 4 if domains else 0,
+        "experts": domains * shape.blocks * (shape.expert_layers * (shape.layer_params() * bpw + norms) + rotary),
+    }
+    layers_running = shape.layers + domains * shape.blocks * shape.expert_layers
+    kv = 2 * layers_running * shape.kv_heads * shape.kv_head_dim * context * 4
+    chunk = min(PREFILL_CHUNK, context)
+    activations = 4 * (chunk * (3 * shape.intermediate + 6 * shape.hidden + shape.heads * context) + shape.vocab)
+    weights = sum(components.values())
+    total = weights + kv + activations + RUNTIME_BYTES
+    result = {
+        "shape": asdict(shape), "domains": domains, "quantization": quantization, "context": context,
+        "components": {k: int(v) for k, v in components.items()},
+        "weights_bytes": int(weights), "kv_bytes": int(kv), "activation_bytes": int(activations),
+        "runtime_bytes": RUNTIME_BYTES, "total_bytes": int(total),
+    }
+    if budget_bytes is not None:
+        result.update(budget_bytes=budget_bytes, fits=total <= budget_bytes)
+        if total > budget_bytes:
+            result["suggestions"] = suggestions(shape, domains, quantization, context, budget_bytes)
+    return result
+
+
+def suggestions(shape: Shape, domains: int, quantization: dict, context: int, budget: int) -> list[str]:
+    """What would make it fit: fewer bits, a shorter context, or fewer domains."""
+    fits = lambda d=domains, q=quantization, c=context: plan(shape, d, q, c)["total_bytes"] <= budget  # noqa: E731
+    found = []
+    if quantization.get("weights") != "int4" and fits(q={"weights": "int4", "block_size": 32}):
+        found.append("quantize to int4 (--quant int4)")
+    c = context
+    while c > 2 and not fits(c=c):
+        c //= 2
+    if c < context and fits(c=c):
+        found.append(f"a context of {c} tokens (--context {c})")
+    d = domains
+    while d > 0 and not fits(d=d):
+        d -= 1
+    if d < domains and fits(d=d):
+        found.append(f"at most {d} domain(s) at once")
+    return found or ["nothing short of a smaller backbone: even int4 with no experts and a 2-token context exceeds the budget"]
+
+
+def shape_of_bundle(manifest: dict) -> Shape:
+    b, layout = manifest["backbone"], manifest["layout"]
+    if "intermediate_size" not in b:
+        raise EdgemodeError("this bundle's manifest lacks the backbone's intermediate_size; re-export it to plan it")
+    return Shape(hidden=b["hidden_size"], layers=b["num_layers"], heads=b["num_heads"], kv_heads=b["kv_heads"],
+                 head_dim=b["head_dim"], intermediate=b["intermediate_size"], vocab=b["vocab_size"],
+                 tied=b.get("tied_embeddings", True), blocks=len(layout["blocks"]),
+                 expert_layers=len(layout["expert_sources"][0]))
+
+
+def read_config(path: Path) -> dict:
+    try:
+        return json.loads((path / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise EdgemodeError(f"cannot read {path / 'config.json'}: {e}") from None

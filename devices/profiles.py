@@ -1,0 +1,41 @@
+"""Device profiles: one JSON file per target in this folder, or a user's own file.
+
+Fields: name, ram_bytes, budget_bytes (what the model may use: weights + KV + activations +
+runtime), cores, threads, arch, execution_providers (preferred first), quantization defaults,
+max_context, sources (where each number comes from). Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edgemode import EdgemodeError
+
+FOLDER = Path(__file__).parent
+REQUIRED = {"name": str, "budget_bytes": int, "cores": int, "threads": int, "arch": str,
+            "execution_providers": list, "quantization": dict, "max_context": int}
+
+
+def names() -> list[str]:
+    return sorted(p.stem for p in FOLDER.glob("*.json"))
+
+
+def load(device: str) -> dict:
+    """A profile by name (see `edgemode devices`) or from a JSON file path."""
+    path = FOLDER / f"{device}.json" if device in names() else Path(device)
+    if not path.is_file():
+        raise EdgemodeError(f"unknown device {device!r}: use one of {', '.join(names())} or a profile JSON file")
+    try:
+        profile = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise EdgemodeError(f"device profile {path} is not valid JSON: {e}") from None
+    if not isinstance(profile, dict):
+        raise EdgemodeError(f"device profile {path} must be a JSON object")
+    for key, kind in REQUIRED.items():
+        if not isinstance(profile.get(key), kind) or isinstance(profile.get(key), bool):
+            raise EdgemodeError(f"device profile {path}: {key!r} must be a {kind.__name__}")
+    if profile["budget_bytes"] <= 0 or profile["max_context"] < 2 or profile["threads"] < 1:
+        raise EdgemodeError(f"device profile {path}: budget_bytes, max_context and threads must be positive")
+    profile.setdefault("profile", path.stem)
+    return profile

@@ -1,0 +1,67 @@
+"""`edgemode bench`: load time, time to first token, decode speed and peak memory of a bundle.
+
+Runtime-only (numpy, onnxruntime, standard library), so it runs on the ARM64 boards it measures.
+The prompt is fixed token ids (seeded), decoding is greedy, and every repeat starts a fresh request.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import time
+
+import numpy as np
+import onnxruntime as ort
+
+from edgemode.runtime.engine import Engine
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 / 1024 if platform.system() == "Darwin" else peak / 1024
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith(("model name", "Model"))), cpu)
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "arch": platform.machine(), "onnxruntime": ort.__version__,
+            "python": platform.python_version()}
+
+
+def bench(bundle, domains, prompt_tokens: int = 128, new_tokens: int = 64, threads: int | None = None,
+          repeat: int = 3, seed: int = 0) -> dict:
+    started = time.perf_counter()
+    engine = Engine.load(bundle, domains, threads=threads)
+    load_s = time.perf_counter() - started
+    vocab = engine.manifest["backbone"]["vocab_size"]
+    prompt = np.random.default_rng(seed).integers(0, vocab, prompt_tokens).tolist()
+    engine.eos_token_ids = set()  # measure exactly new_tokens tokens
+    ttft, rates, per_token = [], [], []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        stamps = [time.perf_counter() for _ in engine.generate_ids(prompt, new_tokens)]
+        ttft.append((stamps[0] - t0) * 1000)
+        gaps = np.diff(stamps)
+        per_token += (gaps * 1000).tolist()
+        rates.append(len(gaps) / (stamps[-1] - stamps[0]))
+    return {
+        "load_s": load_s,
+        "ttft_ms": float(np.median(ttft)),
+        "decode_tok_s": float(np.median(rates)),
+        "p95_token_ms": float(np.percentile(per_token, 95)),
+        "peak_rss_mb": peak_rss_mb(),
+        "graph_bytes": engine.loaded_graph_bytes,
+        "domains": list(domains),
+        "prompt_tokens": prompt_tokens,
+        "new_tokens": new_tokens,
+        "threads": threads,
+        "repeat": repeat,
+        "quantization": engine.manifest["quantization"]["weights"],
+        "machine": machine(),
+    }

@@ -1,0 +1,101 @@
+"""Device profiles, the memory planner, budget enforcement and `edgemode bench`."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from edgemode import EdgemodeError
+from edgemode.bundle import manifest as bundle_manifest
+from edgemode.cli import cli
+from edgemode.devices import planner, profiles
+from edgemode.export import export
+from edgemode.runtime import Engine
+
+from conftest import DOMAINS
+
+
+@pytest.mark.parametrize("name", profiles.names())
+def test_every_profile_is_complete_and_sourced(name):
+    profile = profiles.load(name)
+    assert 0 < profile["budget_bytes"] < profile["ram_bytes"]
+    assert profile["sources"] and profile["execution_providers"][-1] == "CPUExecutionProvider"
+
+
+def test_expected_targets_are_present():
+    assert {"pixel8pro", "pixel8", "galaxy-s24", "rpi5-4gb", "rpi5-8gb", "jetson-orin-nano-8gb", "arm64-2gb",
+            "dev-x86"} <= set(profiles.names())
+
+
+def test_bad_profiles_are_clear_errors(tmp_path):
+    with pytest.raises(EdgemodeError, match="unknown device"):
+        profiles.load("toaster")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"name": "x", "budget_bytes": "lots"}))
+    with pytest.raises(EdgemodeError, match="budget_bytes"):
+        profiles.load(str(bad))
+
+
+def test_plan_counts_expert_layers_in_the_kv_cache_and_weights():
+    shape = planner.SHAPES["smollm2-135m"]
+    int4 = {"weights": "int4", "block_size": 32}
+    none, two = (planner.plan(shape, d, int4, 1024) for d in (0, 2))
+    per_layer_kv = none["kv_bytes"] / shape.layers
+    assert two["kv_bytes"] == pytest.approx(per_layer_kv * (shape.layers + 2 * shape.blocks * shape.expert_layers))
+    assert two["components"]["experts"] > 0 == none["components"]["experts"]
+    fp32 = planner.plan(shape, 0, {"weights": "fp32"}, 1024)
+    assert none["components"]["backbone"] < 0.2 * fp32["components"]["backbone"]
+
+
+def test_nano_shapes_plan_without_weights():
+    for name, params in (("nano-1", 1.8e9), ("nano-2", 3.25e9)):
+        shape = planner.SHAPES[name]
+        total = shape.layers * shape.layer_params() + shape.vocab * shape.hidden
+        assert abs(total / params - 1) < 0.05
+        assert planner.plan(shape, 2, {"weights": "fp32"}, 2048, 1 << 30)["fits"] is False
+
+
+def budget_profile(tmp_path, bundle, domains_that_fit):
+    """A profile whose budget fits exactly `domains_that_fit` experts of `bundle` at 128 tokens."""
+    manifest = bundle_manifest.read(bundle)
+    shape = planner.shape_of_bundle(manifest)
+    need = [planner.plan(shape, d, manifest["quantization"], 128)["total_bytes"] for d in range(3)]
+    profile = profiles.load("dev-x86") | {"budget_bytes": (need[domains_that_fit] + need[domains_that_fit + 1]) // 2,
+                                         "max_context": 128}
+    path = tmp_path / "tight.json"
+    path.write_text(json.dumps(profile))
+    return str(path)
+
+
+def test_engine_refuses_over_budget_and_keeps_its_state(tmp_path, bundles):
+    device = budget_profile(tmp_path, bundles["int4"], 1)
+    with pytest.raises(EdgemodeError, match="budget"):
+        Engine.load(bundles["int4"], DOMAINS, device=device)
+    engine = Engine.load(bundles["int4"], ["a"], device=device)
+    with pytest.raises(EdgemodeError, match="budget"):
+        engine.set_domains(DOMAINS)
+    assert engine.domains == ["a"] and list(engine.experts) == ["a"]
+    engine.set_domains(["b"])  # the same count still fits
+
+
+def test_export_refuses_what_cannot_fit_and_writes_nothing(tmp_path, model_dir, bundles):
+    device = budget_profile(tmp_path, bundles["int4"], 0)
+    with pytest.raises(EdgemodeError, match="nothing was written"):
+        export(model_dir, tmp_path / "out", quant="int4", max_context=128, device=device)
+    assert not (tmp_path / "out").exists()
+    export(model_dir, tmp_path / "out", domains=[], quant="int4", max_context=128, device=device)
+    assert bundle_manifest.read(tmp_path / "out")["domains"] == []
+
+
+def test_plan_and_bench_cli(bundles):
+    runner = CliRunner()
+    result = runner.invoke(cli, ["plan", "--device", "pixel8", "--shape", "nano-2", "--domains", "a,b", "--json"])
+    planned = json.loads(result.stdout)
+    assert result.exit_code == 0 and planned["fits"] is False and planned["total_bytes"] > planned["budget_bytes"]
+    result = runner.invoke(cli, ["plan", "--device", "dev-x86", str(bundles["int4"]), "--domains", "a", "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["fits"] is True
+    result = runner.invoke(cli, ["bench", str(bundles["int4"]), "--domains", "a", "--prompt-tokens", "16",
+                                 "--new-tokens", "8", "--repeat", "2", "--json"])
+    measured = json.loads(result.stdout)
+    assert {"load_s", "ttft_ms", "decode_tok_s", "p95_token_ms", "peak_rss_mb", "graph_bytes"} <= set(measured)
+    assert measured["decode_tok_s"] > 0 and measured["graph_bytes"] > 0

