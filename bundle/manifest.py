@@ -11,7 +11,7 @@ import hashlib
 import json
 from pathlib import Path, PurePosixPath
 
-from edgemode import EdgemodeError
+from edgemode import EdgemodeError, read_json
 
 FORMAT = "edgemode-bundle"
 SCHEMA_VERSION = 1
@@ -83,13 +83,10 @@ def read(bundle: str | Path) -> dict:
         raise BundleError(f"no bundle at {bundle}")
     if not path.is_file():
         raise BundleError(f"{bundle} is not an edgemode bundle (no {MANIFEST}; an interrupted export leaves none)")
-    try:
-        manifest = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BundleError(f"{path} is not valid JSON: {e}") from None
-    _require(isinstance(manifest, dict) and manifest.get("format") == FORMAT, f"format is not {FORMAT!r}")
+    manifest = read_json(path, BundleError)
+    _require(manifest.get("format") == FORMAT, f"format is not {FORMAT!r}")
     schema = manifest.get("schema")
-    _require(isinstance(schema, int) and not isinstance(schema, bool), "schema is not an integer")
+    _require(_is_int(schema), "schema is not an integer")
     if schema > SCHEMA_VERSION:
         raise BundleError(f"bundle schema {schema} is newer than this edgemode reads ({SCHEMA_VERSION}); upgrade edgemode")
     _require(schema == SCHEMA_VERSION, f"unsupported schema {schema}")
@@ -97,23 +94,42 @@ def read(bundle: str | Path) -> dict:
     _require(isinstance(files, dict) and all(isinstance(v, dict) for v in files.values()), "files is not a table")
     for name, entry in files.items():
         resolve(bundle, name)
-        _require(isinstance(entry.get("bytes"), int) and isinstance(entry.get("sha256"), str), f"entry for {name}")
+        _require(_is_int(entry.get("bytes")) and isinstance(entry.get("sha256"), str), f"entry for {name}")
     domains = manifest.get("domains")
     _require(isinstance(domains, list) and all(isinstance(d, str) for d in domains), "domains is not a list of names")
     _require(len(set(domains)) == len(domains), "duplicate domains")
+    _require(_is_int(manifest.get("max_context")) and manifest["max_context"] >= 2, "max_context")
+    _require(isinstance(manifest.get("quantization"), dict)
+             and manifest["quantization"].get("weights") in ("fp32", "int4"), "quantization")
+    eos = manifest.get("eos_token_ids", [])
+    _require(isinstance(eos, list) and all(_is_int(t) for t in eos), "eos_token_ids")
+    backbone = manifest.get("backbone")
+    _require(isinstance(backbone, dict) and isinstance(backbone.get("fingerprint"), str)
+             and all(_is_int(backbone.get(k)) and backbone[k] > 0 for k in BACKBONE_SHAPE), "backbone shape")
+    layout = manifest.get("layout")
+    _require(isinstance(layout, dict), "layout is not a table")
+    blocks, sources = layout.get("blocks"), layout.get("expert_sources")
+    for what, value in (("layout.blocks", blocks), ("layout.expert_sources", sources)):
+        _require(isinstance(value, list) and value and all(isinstance(b, list) and b and all(map(_is_int, b)) for b in value), what)
+    _require(len(sources) == len(blocks), "layout.expert_sources per block")
     graphs = manifest.get("graphs")
     _require(isinstance(graphs, dict), "graphs is not a table")
-    blocks = manifest.get("layout", {}).get("blocks")
-    _require(isinstance(blocks, list) and len(blocks) > 0, "layout.blocks")
     experts = graphs.get("experts")
     _require(isinstance(experts, dict) and sorted(experts) == sorted(domains), "graphs.experts must match domains")
-    for key in ("backbone", "gates"):
-        _require(isinstance(graphs.get(key), list) and len(graphs[key]) == len(blocks), f"graphs.{key} per block")
-    for domain in domains:
-        _require(isinstance(experts[domain], list) and len(experts[domain]) == len(blocks), f"graphs.experts.{domain}")
+    for key, value in [("backbone", graphs.get("backbone")), ("gates", graphs.get("gates"))] + list(experts.items()):
+        _require(isinstance(value, list) and len(value) == len(blocks), f"graphs.{key} per block")
+    for key in ("embedding", "head"):
+        _require(isinstance(graphs.get(key), str), f"graphs.{key}")
     for name in graph_files(manifest) + [manifest.get("tokenizer")]:
         _require(isinstance(name, str) and name in files, f"{name!r} is not listed in files")
     return manifest
+
+
+BACKBONE_SHAPE = ("hidden_size", "num_layers", "num_heads", "kv_heads", "head_dim", "vocab_size")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def verify(bundle: str | Path, manifest: dict, names: list[str], full: bool) -> None:

@@ -11,11 +11,10 @@ materialises weights, so 1.8B and 3.25B backbones plan instantly. The constants 
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edgemode import EdgemodeError
+from edgemode import EdgemodeError, read_json
 
 MB = 1024 * 1024
 RUNTIME_BYTES = 80 * MB  # measured: peak RSS of `edgemode bench` on a bundle of under 1 MB
@@ -137,7 +136,4 @@ def shape_of_bundle(manifest: dict) -> Shape:
 
 
 def read_config(path: Path) -> dict:
-    try:
-        return json.loads((path / "config.json").read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise EdgemodeError(f"cannot read {path / 'config.json'}: {e}") from None
+    return read_json(path / "config.json")

@@ -7,10 +7,9 @@ max_context, sources (where each number comes from). Standard library only.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from edgemode import EdgemodeError
+from edgemode import EdgemodeError, read_json
 
 FOLDER = Path(__file__).parent
 REQUIRED = {"name": str, "budget_bytes": int, "cores": int, "threads": int, "arch": str,
@@ -26,12 +25,7 @@ def load(device: str) -> dict:
     path = FOLDER / f"{device}.json" if device in names() else Path(device)
     if not path.is_file():
         raise EdgemodeError(f"unknown device {device!r}: use one of {', '.join(names())} or a profile JSON file")
-    try:
-        profile = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise EdgemodeError(f"device profile {path} is not valid JSON: {e}") from None
-    if not isinstance(profile, dict):
-        raise EdgemodeError(f"device profile {path} must be a JSON object")
+    profile = read_json(path)
     for key, kind in REQUIRED.items():
         if not isinstance(profile.get(key), kind) or isinstance(profile.get(key), bool):
             raise EdgemodeError(f"device profile {path}: {key!r} must be a {kind.__name__}")

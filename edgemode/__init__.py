@@ -9,3 +9,18 @@ __version__ = "0.1.0"
 
 class EdgemodeError(Exception):
     """A user-facing error: the CLI prints its message on one line and exits non-zero."""
+
+
+def read_json(path, error: type[EdgemodeError] = EdgemodeError) -> dict:
+    """A JSON object from `path`, or `error` with a one-line reason (missing, not UTF-8, not JSON)."""
+    import json
+
+    try:
+        value = json.loads(open(path, "rb").read().decode("utf-8"))
+    except OSError as e:
+        raise error(f"cannot read {path}: {e.strerror}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise error(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise error(f"{path} must hold a JSON object")
+    return value

@@ -90,7 +90,7 @@ def load_backbone(source: str):
         raise EdgemodeError(f"cannot read backbone config in {source}: {e}") from None
     check_backbone_config(config)
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, use_safetensors=True)  # never pickles
     except (OSError, ValueError, RuntimeError) as e:
         raise EdgemodeError(f"cannot load backbone weights from {source}: {str(e).splitlines()[0]}") from None
     return model.eval(), _tokenizer(path, config.vocab_size)

@@ -21,7 +21,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from edgemode import EdgemodeError
+from edgemode import EdgemodeError, read_json
 from edgemode.bundle.manifest import sha256
 from edgemode.domains import check_domain_name
 from edgemode.model.backbones import load_backbone
@@ -134,10 +134,7 @@ def read_manifest(model_dir: str | Path) -> dict:
     path = Path(model_dir) / "mode.json"
     if not path.is_file():
         raise EdgemodeError(f"{model_dir} is not a MoDE model directory (no mode.json)")
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise EdgemodeError(f"{path} is not valid JSON: {e}") from None
+    manifest = read_json(path)
     if manifest.get("format") != "edgemode-model":
         raise EdgemodeError(f"{path} is not an edgemode model manifest")
     if manifest.get("schema") != MODEL_SCHEMA:

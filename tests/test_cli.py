@@ -82,3 +82,24 @@ def test_debug_shows_the_traceback(bundles):
     done = subprocess.run([sys.executable, "-m", "edgemode", "--debug", "run", str(bundles["fp32"]), "--domains", "x",
                            "--prompt", "hi"], capture_output=True, text=True, timeout=300)
     assert done.returncode != 0 and "Traceback" in done.stderr
+
+
+def test_eval_refuses_a_window_beyond_the_context(bundles, text_file):
+    result = CliRunner().invoke(cli, ["eval", str(bundles["fp32"]), "--text-file", str(text_file), "--window", "4096"])
+    assert result.exit_code == 1 and "exceeds this bundle's context" in result.stderr
+
+
+def test_eval_refuses_text_that_is_not_utf8(bundles, tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"w1 w2 \xff\xfe w3")
+    result = CliRunner().invoke(cli, ["eval", str(bundles["fp32"]), "--text-file", str(bad)])
+    assert result.exit_code == 1 and "not UTF-8" in result.stderr
+
+
+def test_unsupported_backbone_is_refused(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=300)).save_pretrained(tmp_path / "gpt2")
+    result = CliRunner().invoke(cli, ["new", str(tmp_path / "m"), "--backbone", str(tmp_path / "gpt2"), "--domains", "a"])
+    assert result.exit_code == 1 and "unsupported backbone model_type 'gpt2'" in result.stderr
+    assert not (tmp_path / "m").exists()

@@ -134,3 +134,24 @@ def test_cli_run_and_inspect_without_torch(bundles):
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+
+
+def test_eight_threads_on_one_engine_are_serialized_and_correct(bundles):
+    import threading
+
+    engine = Engine.load(bundles["fp32"], DOMAINS)
+    expected = greedy(engine)
+    results, errors = [None] * 8, []
+
+    def work(i):
+        try:
+            results[i] = greedy(engine)
+        except Exception as e:  # noqa: BLE001 - collected and asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and results == [expected] * 8
