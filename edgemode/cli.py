@@ -24,6 +24,11 @@ class Group(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
+        except ImportError as e:
+            if _debug(ctx):
+                raise
+            click.echo(f"edgemode: error: this command needs the export extras (pip install 'edgemode[export]'): {e}", err=True)
+            ctx.exit(1)
         except BrokenPipeError:  # e.g. `edgemode run ... | head`: stop quietly
             sys.stdout = open(os.devnull, "w")
             ctx.exit(0)

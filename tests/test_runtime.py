@@ -155,3 +155,14 @@ def test_eight_threads_on_one_engine_are_serialized_and_correct(bundles):
     for t in threads:
         t.join()
     assert not errors and results == [expected] * 8
+
+
+def test_export_verbs_without_torch_say_what_to_install(model_dir, tmp_path):
+    code = BLOCK_HEAVY_IMPORTS + textwrap.dedent(f"""
+        sys.argv = ["edgemode", "export", {str(model_dir)!r}, "-o", {str(tmp_path / "b")!r}]
+        from edgemode.cli import main
+        main()
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "pip install 'edgemode[export]'" in done.stderr
+    assert "Traceback" not in done.stderr
