@@ -62,18 +62,21 @@ def byte_tokenizer() -> Tokenizer:
 
 
 def _tokenizer(path: Path, vocab_size: int) -> Tokenizer:
-    from transformers import AutoTokenizer
-    from transformers.utils import logging as hf_logging
+    """The backbone's fast tokenizer; a byte-level one when it ships none (e.g. test models)."""
+    if (path / "tokenizer.json").is_file():
+        return Tokenizer.from_file(str(path / "tokenizer.json"))
+    if any((path / name).is_file() for name in ("tokenizer.model", "vocab.json", "tokenizer_config.json")):
+        from transformers import AutoTokenizer
 
-    hf_logging.set_verbosity_error()  # a missing tokenizer is expected here and handled below
-    try:
-        hf_tokenizer = AutoTokenizer.from_pretrained(str(path))
-    except (OSError, ValueError, KeyError, TypeError):
-        hf_tokenizer = None
-    if hf_tokenizer is not None and hf_tokenizer.is_fast:
+        try:  # a slow tokenizer only: transformers converts it
+            hf_tokenizer = AutoTokenizer.from_pretrained(str(path))
+        except Exception as e:  # noqa: BLE001 - transformers raises many kinds here
+            raise EdgemodeError(f"cannot load the tokenizer in {path}: {e}") from None
+        if not hf_tokenizer.is_fast:
+            raise EdgemodeError(f"the tokenizer in {path} has no fast (tokenizers) version")
         return hf_tokenizer.backend_tokenizer
     if vocab_size < 256:
-        raise EdgemodeError(f"backbone {path} has no fast tokenizer (tokenizer.json) and a vocabulary under 256")
+        raise EdgemodeError(f"backbone {path} has no tokenizer (tokenizer.json) and a vocabulary under 256")
     return byte_tokenizer()
 
 
