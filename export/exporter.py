@@ -31,10 +31,10 @@ DEFAULT_CONTEXT = 2048
 
 # How close the bundle's logits must be to PyTorch's on the export's sample input.
 # fp32: the largest |delta logit| over the largest |logit|: float rounding only (measured ~3e-7).
-# int4: RMS(delta logits) / RMS(logits). Weight-only int4 with 32-wide blocks adds ~10% error per
-# matmul on random weights (measured 0.10-0.20 end to end on tiny random models); a wrong graph
-# gives ~1 or more. Real-text top-1 agreement of int4 is measured separately on SmolLM2.
-TOLERANCES = {"fp32": ("max_rel_error", 1e-4), "int4": ("rms_rel_error", 0.3)}
+# int4: RMS(delta logits) / RMS(logits). This check catches broken graphs (unrelated logits give
+# ~1.4), not quantization quality: weight-only int4 measured 0.11-0.29 on tiny random models and
+# 0.14-0.32 on SmolLM2-135M with experts. Real-text quality is measured separately (README).
+TOLERANCES = {"fp32": ("max_rel_error", 1e-4), "int4": ("rms_rel_error", 0.5)}
 
 
 def log(message: str) -> None:

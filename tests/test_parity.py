@@ -1,8 +1,8 @@
 """Exported bundles against the PyTorch reference, through the runtime.
 
 fp32: max |delta logits| <= 1e-3 over a prefill and 20 cached decode steps (float rounding is
-~1e-6 here). int4: RMS(delta) / RMS(logits) <= 0.3, the export's own int4 tolerance (see
-export/export.py): weight-only int4 in 32-wide blocks measures 0.1-0.2 on these random models.
+~1e-6 here). int4: RMS(delta) / RMS(logits) within the export's own int4 tolerance (0.5, see
+export/exporter.py): weight-only int4 in 32-wide blocks measures 0.1-0.2 on these random models.
 """
 
 import numpy as np
