@@ -62,6 +62,7 @@ class KVCache:
         self.capacity = capacity
         self.length = 0
         self.domains = list(engine.domains)
+        self.gate_columns = [0] + [1 + engine.manifest["domains"].index(d) for d in self.domains]
         self.backbone = [s.new_cache(capacity) for s in engine.backbone]
         self.experts = {d: [s.new_cache(capacity) for s in engine.experts[d]] for d in self.domains}
 
@@ -156,11 +157,10 @@ class Engine:
         total = cache.length + n
         seqlens, total = np.array([total - 1], np.int32), np.array(total, np.int32)
         x = self.embedding.run(None, {"input_ids": np.asarray(token_ids, np.int64)[None]})[0]
-        columns = [0] + [1 + self.manifest["domains"].index(d) for d in cache.domains]
         for b, backbone in enumerate(self.backbone):
             y = backbone.run(x, cache.backbone[b], seqlens, total)
             if cache.domains:
-                gate_logits = self.gates[b].run(None, {HIDDEN: x})[0][..., columns]
+                gate_logits = self.gates[b].run(None, {HIDDEN: x})[0][..., cache.gate_columns]
                 weights = np.exp(gate_logits - gate_logits.max(-1, keepdims=True))
                 weights /= weights.sum(-1, keepdims=True)
                 y = weights[..., :1] * y
