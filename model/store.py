@@ -195,11 +195,13 @@ def load(model_dir: str | Path) -> MoDE:
     composed, meta = _read_safetensors(model_dir / "gates.safetensors")
     composed_domains = json.loads(meta.get("domains", "[]"))
     composed_sha = json.loads(meta.get("experts_sha256", "{}"))
+    # Composed rows hold only for experts unchanged since the composition (hash each file once).
+    current = [d for d in domains if composed_sha.get(d) == sha256(_expert_path(model_dir, d))]
     with torch.no_grad():
         for b, gate in enumerate(mode.gates):
             gate.weight[0], gate.bias[0] = composed[f"gate{b}.weight"][0], composed[f"gate{b}.bias"][0]
             for row, domain in enumerate(domains, start=1):
-                if composed_sha.get(domain) == sha256(_expert_path(model_dir, domain)):
+                if domain in current:
                     src = 1 + composed_domains.index(domain)
                     weight, bias = composed[f"gate{b}.weight"][src], composed[f"gate{b}.bias"][src]
                 else:  # retrained or added since the last composition: the expert's own rows
