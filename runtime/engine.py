@@ -108,6 +108,7 @@ class Engine:
         if threads:
             options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         engine = cls(bundle, manifest, options, verify, profile)
         engine.set_domains(domains)
         return engine
