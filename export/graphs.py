@@ -59,10 +59,23 @@ class Graph:
 
     def linear(self, x: str, prefix: str, linear: torch.nn.Linear, pad=None, out: str | None = None) -> str:
         """x @ W^T (+ b). `pad` reshapes the weight's output or input dim for padded heads."""
-        weight = _np(linear.weight).T  # (in, out): the layout MatMulNBitsQuantizer expects
-        bias = None if linear.bias is None else _np(linear.bias)
-        if pad is not None:
-            weight, bias = pad(weight, bias)
+        return self.packed_linear(x, prefix, [(linear, pad)], out)
+
+    def packed_linear(self, x: str, prefix: str, linears, out: str | None = None) -> str:
+        """One MatMul for several (linear, pad) pairs on the same input, outputs concatenated.
+
+        One wide int4 MatMul costs much less than several narrow ones at decode (one token).
+        """
+        weights, biases = [], []
+        for linear, pad in linears:
+            weight = _np(linear.weight).T  # (in, out): the layout MatMulNBitsQuantizer expects
+            bias = np.zeros(weight.shape[1], np.float32) if linear.bias is None else _np(linear.bias)
+            if pad is not None:
+                weight, bias = pad(weight, bias)
+            weights.append(weight)
+            biases.append(bias)
+        weight = np.concatenate(weights, axis=1)
+        bias = None if all(l.bias is None for l, _ in linears) else np.concatenate(biases)
         y = self.op("MatMul", [x, self.const(f"{prefix}.weight", weight)], [out] if out and bias is None else 1)
         if bias is not None:
             y = self.op("Add", [y, self.const(f"{prefix}.bias", bias)], [out] if out else 1)
@@ -147,9 +160,8 @@ def decoder_graph(name: str, backbone, layers, sources, shape: AttentionShape, r
         else:
             h, _, _, x = g.op("SkipSimplifiedLayerNormalization", [pending, x, norm_in], 4, domain="com.microsoft", epsilon=eps)
         attn = layer.self_attn
-        q = g.linear(h, f"{p}.q_proj", attn.q_proj, pad_out(shape.num_heads))
-        k = g.linear(h, f"{p}.k_proj", attn.k_proj, pad_out(shape.kv_heads))
-        v = g.linear(h, f"{p}.v_proj", attn.v_proj, pad_out(shape.kv_heads))
+        qkv = g.packed_linear(h, f"{p}.qkv_proj", [
+            (attn.q_proj, pad_out(shape.num_heads)), (attn.k_proj, pad_out(shape.kv_heads)), (attn.v_proj, pad_out(shape.kv_heads))])
         past_k, past_v, present_k, present_v = kv_names(i)
         for n in (past_k, past_v):
             g.input(n, TensorProto.FLOAT, ["batch", shape.kv_heads, "past_sequence", pd])
@@ -157,7 +169,7 @@ def decoder_graph(name: str, backbone, layers, sources, shape: AttentionShape, r
             g.output(n, TensorProto.FLOAT, ["batch", shape.kv_heads, "present_sequence", pd])
         window = sliding_window(config, src)
         a, _, _ = g.op(
-            "GroupQueryAttention", [q, k, v, past_k, past_v, SEQLENS, TOTAL, cos, sin],
+            "GroupQueryAttention", [qkv, "", "", past_k, past_v, SEQLENS, TOTAL, cos, sin],
             [f"{p}.attn", present_k, present_v], domain="com.microsoft",
             num_heads=shape.num_heads, kv_num_heads=shape.kv_heads, scale=float(attn.scaling),
             do_rotary=1, rotary_interleaved=0, local_window_size=-1 if window is None else int(window),
