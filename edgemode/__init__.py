@@ -11,6 +11,11 @@ class EdgemodeError(Exception):
     """A user-facing error: the CLI prints its message on one line and exits non-zero."""
 
 
+def os_error_text(e: OSError) -> str:
+    """'No space left on device (/path)': an OSError as one short phrase."""
+    return f"{e.strerror or e}" + (f" ({e.filename})" if e.filename else "")
+
+
 def read_json(path, error: type[EdgemodeError] = EdgemodeError) -> dict:
     """A JSON object from `path`, or `error` with a one-line reason (missing, not UTF-8, not JSON)."""
     import json

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from edgemode import EdgemodeError, __version__
+from edgemode import EdgemodeError, __version__, os_error_text
 
 
 class Group(click.Group):
@@ -37,6 +37,11 @@ class Group(click.Group):
                 raise
             click.echo("edgemode: interrupted", err=True)
             ctx.exit(130)
+        except OSError as e:  # the environment's fault (disk full, permissions), not ours
+            if _debug(ctx):
+                raise
+            click.echo(f"edgemode: error: {os_error_text(e)}", err=True)
+            ctx.exit(1)
         except Exception as e:  # noqa: BLE001 - the CLI's last line of defence
             if _debug(ctx):
                 raise

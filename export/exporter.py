@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 import torch
 
-from edgemode import EdgemodeError
+from edgemode import EdgemodeError, os_error_text
 from edgemode.bundle import manifest as bundle_manifest
 from edgemode.devices import planner, profiles
 from edgemode.export.graphs import attention_shape, decoder_graph, embedding_graph, gate_graph, head_graph, rotary_cache
@@ -81,6 +81,9 @@ def remove_stale_temporaries(out: Path) -> None:
 
 def check_target(out: Path) -> None:
     """Refuse to replace anything that is not a previous bundle or an empty directory."""
+    nearest = next(p for p in (out.parent, *out.parent.parents) if p.exists())
+    if not nearest.is_dir():
+        raise EdgemodeError(f"cannot write a bundle at {out}: {nearest} is not a directory; nothing was written")
     if out.exists() and not (out.is_dir() and ((out / bundle_manifest.MANIFEST).is_file() or not any(out.iterdir()))):
         raise EdgemodeError(f"{out} exists and is not an edgemode bundle; refusing to overwrite it")
 
@@ -148,9 +151,12 @@ def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = N
         for b, sources in enumerate(layout.expert_sources):
             components.append((f"expert.{d}.block{b}", lambda n, d=d, b=b, s=sources: decoder_graph(n, backbone, mode.experts[d][b], s, shape, rotary)))
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
+    except OSError as e:
+        raise EdgemodeError(f"cannot write a bundle at {out}: {e.strerror}; nothing was written") from e
     try:
         for i, (name, build) in enumerate(components, 1):
             graph = build(name)
@@ -165,8 +171,11 @@ def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = N
         if check:
             _check(tmp, mode, domains, quant, max_context)
         publish(tmp, out)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):  # a full disk, a permission or quota error
+            kept = f"; the previous bundle at {out} is unchanged" if (out / bundle_manifest.MANIFEST).is_file() else ""
+            raise EdgemodeError(f"writing the bundle failed: {os_error_text(e)}; nothing was written{kept}") from e
         raise
     log(f"wrote {out} in {time.time() - started:.1f} s")
     return manifest

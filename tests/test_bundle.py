@@ -131,3 +131,55 @@ def test_export_refuses_unknown_domain_and_writes_nothing(tmp_path, model_dir):
     with pytest.raises(EdgemodeError, match="unknown domain"):
         export(model_dir, tmp_path / "out", domains=["zz"])
     assert not (tmp_path / "out").exists()
+
+
+def test_full_disk_during_export_is_reported_and_keeps_the_previous_bundle(tmp_path, model_dir, bundles, monkeypatch):
+    from click.testing import CliRunner
+
+    from edgemode.cli import cli
+    from edgemode.export import exporter as export_module
+
+    out = tmp_path / "out"
+    shutil.copytree(bundles["fp32"], out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    save, saved = export_module._save_graph, []
+
+    def fill_disk_at_third_graph(bundle, name, model):
+        if len(saved) == 2:
+            raise OSError(28, os.strerror(28), str(bundle / name))
+        saved.append(name)
+        save(bundle, name, model)
+
+    monkeypatch.setattr(export_module, "_save_graph", fill_disk_at_third_graph)
+    result = CliRunner().invoke(cli, ["export", str(model_dir), "-o", str(out), "--quant", "fp32", "--context", "64"])
+    assert result.exit_code == 1
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("edgemode: error: writing the bundle failed: No space left on device")
+    assert "previous bundle" in message and "Traceback" not in result.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_export_to_an_unwritable_place_is_a_clear_error(tmp_path, model_dir):
+    from click.testing import CliRunner
+
+    from edgemode.cli import cli
+
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    result = CliRunner().invoke(cli, ["export", str(model_dir), "-o", str(not_a_dir / "bundle"), "--quant", "fp32"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"edgemode: error: cannot write a bundle at {not_a_dir / 'bundle'}: {not_a_dir} is not a directory; nothing was written"
+    assert not_a_dir.read_text() == "x"
+
+
+def test_export_without_permission_is_a_clear_error(tmp_path, model_dir):
+    from click.testing import CliRunner
+
+    from edgemode.cli import cli
+
+    # /sys refuses new directories even to root, so this is a real permission error.
+    result = CliRunner().invoke(cli, ["export", str(model_dir), "-o", "/sys/edgemode-bundle", "--quant", "fp32"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "edgemode: error: cannot write a bundle at /sys/edgemode-bundle: Operation not permitted; nothing was written")
