@@ -24,6 +24,33 @@ from edgemode.runtime.sampling import Sampling, choose
 HIDDEN, SEQLENS, TOTAL = "hidden", "seqlens_k", "total_sequence_length"
 
 
+_arena_lock = threading.Lock()
+_arena_registered = False
+
+
+def session_options(threads: int | None) -> ort.SessionOptions:
+    """Options for every session of an engine.
+
+    A token runs several sessions in turn, so their threads must not spin between runs (they
+    would starve the next session), and they share one process-wide memory arena (one arena per
+    session would each hold its own peak activations).
+    """
+    global _arena_registered
+    with _arena_lock:
+        if not _arena_registered:
+            cpu = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+            ort.create_and_register_allocator(cpu, None)
+            _arena_registered = True
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.use_env_allocators", "1")
+    return options
+
+
 class DecoderSession:
     """A session over a run of decoder layers, with the names of its KV inputs and outputs."""
 
@@ -103,13 +130,7 @@ class Engine:
             threads = threads or profile["threads"]
         needed = bundle_manifest.graph_files(manifest, domains) + [manifest["tokenizer"]]
         bundle_manifest.verify(bundle, manifest, bundle_manifest.with_external_data(manifest, needed), verify)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        engine = cls(bundle, manifest, options, verify, profile)
+        engine = cls(bundle, manifest, session_options(threads), verify, profile)
         engine.set_domains(domains)
         return engine
 
