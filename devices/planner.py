@@ -66,16 +66,25 @@ SHAPES = {
 }
 
 
-def bytes_per_weight(quantization: dict, matmul: bool = True) -> float:
-    """Resident bytes per weight. int4 MatMul weights are prepacked by onnxruntime for its int8
-    kernel at load, which costs INT4_PREPACK_FACTOR times their file size; the int4 embedding
-    table (a Gather) is not repacked."""
+def bytes_per_weight(quantization: dict, matrix: str = "decoder") -> float:
+    """Resident bytes per weight of a `matrix`: "decoder", "head" or "embedding".
+
+    int4 bundles keep decoder weights at 4 bits with an fp32 scale, a 4-bit zero point and (for
+    weights that started on a 4-bit grid, assumed here) an fp32 block-mean correction per block;
+    the vocabulary matrices at `vocab_bits`; missing keys take edgemode.quantize.Int4Config's
+    defaults. onnxruntime prepacks MatMul weights for its int8 kernel at load, which costs
+    INT4_PREPACK_FACTOR times their file size; the embedding table (a Gather) is not repacked.
+    """
     if quantization.get("weights") == "fp32":
         return 4.0
-    if quantization.get("weights") == "int4":
-        stored = 0.5 + 4 / quantization.get("block_size", 32)  # 4-bit values plus an fp32 scale per block
-        return stored * (INT4_PREPACK_FACTOR if matmul else 1.0)
-    raise EdgemodeError(f"unknown quantization {quantization!r}")
+    if quantization.get("weights") != "int4":
+        raise EdgemodeError(f"unknown quantization {quantization!r}")
+    block = quantization.get("block_size", 32)
+    bits = quantization.get("vocab_bits", 8) if matrix in ("head", "embedding") else 4
+    zero_point = 0 if quantization.get("symmetric", False) else bits / 8 / block
+    correction = 4 / block if matrix == "decoder" else 0
+    stored = bits / 8 + 4 / block + zero_point + correction
+    return stored * (1.0 if matrix == "embedding" else INT4_PREPACK_FACTOR)
 
 
 def plan(shape: Shape, domains: int, quantization: dict, context: int, budget_bytes: int | None = None) -> dict:
@@ -86,8 +95,8 @@ def plan(shape: Shape, domains: int, quantization: dict, context: int, budget_by
     norms = 2 * shape.hidden * 4
     rotary = 2 * context * (shape.kv_head_dim // 2) * 4  # cos/sin caches, one pair per decoder graph
     components = {
-        "embedding": shape.vocab * shape.hidden * bytes_per_weight(quantization, matmul=False),
-        "head": shape.vocab * shape.hidden * bpw + shape.hidden * 4,
+        "embedding": shape.vocab * shape.hidden * bytes_per_weight(quantization, "embedding"),
+        "head": shape.vocab * shape.hidden * bytes_per_weight(quantization, "head") + shape.hidden * 4,
         "backbone": shape.layers * (shape.layer_params() * bpw + norms) + shape.blocks * rotary,
         "gates": shape.blocks * shape.hidden * (1 + domains) * 4 if domains else 0,
         "experts": domains * shape.blocks * (shape.expert_layers * (shape.layer_params() * bpw + norms) + rotary),

@@ -161,7 +161,7 @@ def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = N
         for i, (name, build) in enumerate(components, 1):
             graph = build(name)
             if quant == "int4" and not name.startswith("gates"):  # gates are a few KB: keep them exact
-                graph = quantize_int4(graph, int4)
+                graph = quantize_int4(graph, int4, bits=int4.vocab_bits if name in ("embedding", "head") else 4)
             _save_graph(tmp, f"{name}.onnx", graph)
             size = sum(f.stat().st_size for f in tmp.glob(f"{name}.onnx*"))
             log(f"[{i}/{len(components)}] {name} ({quant}) {size / 1e6:.1f} MB")
