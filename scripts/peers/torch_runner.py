@@ -1,0 +1,25 @@
+"""PyTorch eager fp32: transformers' AutoModelForCausalLM and generate() on the HF directory."""
+
+import harness
+
+
+def load(args):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(args.threads)
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).eval()
+
+    def generate(prompt_ids, n, on_token):
+        ids = torch.tensor([prompt_ids])
+        with torch.inference_mode():
+            # min_new_tokens masks EOS so exactly n tokens come out
+            model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=n,
+                           min_new_tokens=n, pad_token_id=model.config.pad_token_id,
+                           streamer=harness.HFStreamer(on_token))
+
+    return generate
+
+
+if __name__ == "__main__":
+    harness.main(load, ["torch", "transformers"])
