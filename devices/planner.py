@@ -37,6 +37,13 @@ class Shape:
     blocks: int = 3
     expert_layers: int = 2
 
+    def __post_init__(self):
+        sizes = ("hidden", "layers", "heads", "kv_heads", "head_dim", "intermediate", "vocab", "blocks", "expert_layers")
+        if not all(isinstance(getattr(self, f), int) and getattr(self, f) >= 1 for f in sizes):
+            raise EdgemodeError(f"a model shape needs positive integers for {', '.join(sizes)}: {self}")
+        if self.blocks > self.layers:
+            raise EdgemodeError(f"blocks ({self.blocks}) cannot exceed the backbone's {self.layers} layers")
+
     @property
     def kv_head_dim(self) -> int:  # GroupQueryAttention pads heads to a multiple of 16
         return -(-self.head_dim // 16) * 16
@@ -80,6 +87,8 @@ def bytes_per_weight(quantization: dict, matrix: str = "decoder") -> float:
     if quantization.get("weights") != "int4":
         raise EdgemodeError(f"unknown quantization {quantization!r}")
     block = quantization.get("block_size", 32)
+    if not isinstance(block, int) or block < 16 or block & (block - 1):
+        raise EdgemodeError(f"int4 block_size must be a power of 2 >= 16, got {block!r}")
     bits = quantization.get("vocab_bits", 8) if matrix in ("head", "embedding") else 4
     zero_point = 0 if quantization.get("symmetric", False) else bits / 8 / block
     correction = 4 / block if matrix == "decoder" else 0
@@ -128,7 +137,7 @@ def suggestions(shape: Shape, domains: int, quantization: dict, context: int, bu
         found.append("quantize to int4 (--quant int4)")
     c = context
     while c > 2 and not fits(c=c):
-        c //= 2
+        c = max(2, c // 2)
     if c < context and fits(c=c):
         found.append(f"a context of {c} tokens (--context {c})")
     d = domains

@@ -24,7 +24,7 @@ def read_json(path, error: type[EdgemodeError] = EdgemodeError) -> dict:
         value = json.loads(open(path, "rb").read().decode("utf-8"))
     except OSError as e:
         raise error(f"cannot read {path}: {e.strerror}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
         raise error(f"{path} is not valid JSON: {e}") from None
     if not isinstance(value, dict):
         raise error(f"{path} must hold a JSON object")

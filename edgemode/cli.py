@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -141,7 +142,7 @@ def export(model_dir, domains, quant, device, output, context, block_size, accur
 @click.option("--top-k", default=0, show_default=True, help="Sample from the k likeliest tokens (0: all).")
 @click.option("--top-p", default=1.0, show_default=True, help="Nucleus sampling mass.")
 @click.option("--seed", default=None, type=int, help="Seed for sampling.")
-@click.option("--threads", default=None, type=int, help="onnxruntime intra-op threads. Default: onnxruntime's.")
+@click.option("--threads", default=None, type=click.IntRange(1, 256), help="onnxruntime intra-op threads. Default: onnxruntime's.")
 @click.option("--device", default=None, help="Device profile: refuse to load beyond its memory budget.")
 def run(bundle, domains, prompt, max_new_tokens, temperature, top_k, top_p, seed, threads, device):
     """Generate a continuation of PROMPT with BUNDLE, streamed to stdout."""
@@ -161,7 +162,7 @@ def run(bundle, domains, prompt, max_new_tokens, temperature, top_k, top_p, seed
 @click.option("--text-file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="UTF-8 text to score.")
 @click.option("--window", default=256, show_default=True, help="Tokens per scoring window.")
-@click.option("--max-tokens", type=int, default=None, help="Score only the text's first N tokens.")
+@click.option("--max-tokens", type=click.IntRange(1, None), default=None, help="Score only the text's first N tokens.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object {tokens, nll, ppl}.")
 def eval_(path, domains, text_file, window, max_tokens, as_json):
     """Perplexity of TEXT_FILE under PATH: a bundle (runtime) or a MoDE model directory (PyTorch)."""
@@ -234,7 +235,7 @@ def inspect(bundle, as_json, verify):
 @click.option("--domains", default=None, help=DOMAINS_HELP)
 @click.option("--prompt-tokens", default=128, show_default=True, help="Prompt length (fixed seeded token ids).")
 @click.option("--new-tokens", default=64, show_default=True, help="Greedy tokens generated per repeat.")
-@click.option("--threads", default=None, type=int, help="onnxruntime intra-op threads. Default: onnxruntime's.")
+@click.option("--threads", default=None, type=click.IntRange(1, 256), help="onnxruntime intra-op threads. Default: onnxruntime's.")
 @click.option("--repeat", default=3, show_default=True, help="Requests measured; medians are reported.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench(bundle, domains, prompt_tokens, new_tokens, threads, repeat, as_json):
@@ -310,7 +311,7 @@ def plan(path, device, domains, shape, blocks, expert_layers, quant, context, as
         quantization = manifest["quantization"]
     if quant:
         quantization = {"weights": "fp32"} if quant == "fp32" else {"weights": "int4", "block_size": 32}
-    result = planner.plan(model_shape, len(_domains(domains)), quantization, context or profile["max_context"],
+    result = planner.plan(model_shape, len(_domains(domains)), quantization, profile["max_context"] if context is None else context,
                           profile["budget_bytes"])
     result["device"] = profile["profile"]
     if as_json:
@@ -423,4 +424,10 @@ def _model_tokenizer(model_dir: Path):
 
 
 def main():
+    # SIGTERM unwinds like Ctrl-C, so an export being stopped removes its temporary directory.
+    signal.signal(signal.SIGTERM, _terminate)
     cli(prog_name="edgemode")
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt

@@ -5,9 +5,12 @@ from __future__ import annotations
 from edgemode import EdgemodeError
 
 
+MAX_NAME = 64  # domain names become file names (experts/<name>.safetensors, expert.<name>.block<b>.onnx)
+
+
 def check_domain_name(domain: str) -> str:
-    if not domain or not all(ch.isalnum() or ch in "-_" for ch in domain):
-        raise EdgemodeError(f"invalid domain name {domain!r}: use letters, digits, '-' and '_'")
+    if not domain or len(domain) > MAX_NAME or not all(ch.isalnum() or ch in "-_" for ch in domain):
+        raise EdgemodeError(f"invalid domain name {domain[:MAX_NAME]!r}: use up to {MAX_NAME} letters, digits, '-' and '_'")
     return domain
 
 

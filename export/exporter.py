@@ -116,7 +116,7 @@ def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = N
     quant = quant or (profile["quantization"]["weights"] if profile else "fp32")
     if quant not in TOLERANCES:
         raise EdgemodeError(f"--quant must be one of {', '.join(TOLERANCES)}, got {quant!r}")
-    out = Path(out)
+    out = Path(os.path.realpath(out))  # through a symlink, replace what it points to and keep the link
     model_manifest = store.read_manifest(model_dir)
     check_target(out)
     started = time.time()
@@ -125,7 +125,7 @@ def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = N
     domains = mode.check_domains(mode.domains if domains is None else domains)
     backbone, layout, config = mode.backbone, mode.layout, mode.config
     default_context = profile["max_context"] if profile else DEFAULT_CONTEXT
-    max_context = max_context or min(config.max_position_embeddings, default_context)
+    max_context = min(config.max_position_embeddings, default_context) if max_context is None else max_context
     if not 2 <= max_context <= config.max_position_embeddings:
         raise EdgemodeError(f"--context must be between 2 and the backbone's {config.max_position_embeddings}, got {max_context}")
     if profile:

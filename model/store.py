@@ -109,6 +109,8 @@ def create(model_dir: str | Path, backbone_source: str, domains: list[str], bloc
         check_domain_name(domain)
     if init not in ("copy", "random"):
         raise EdgemodeError(f"--init must be 'copy' or 'random', got {init!r}")
+    if Path(backbone_source).exists():  # a directory, not a named backbone: usable from any working directory
+        backbone_source = str(Path(backbone_source).resolve())
     backbone, tokenizer = load_backbone(backbone_source)
     layout = Layout.split(backbone.config.num_hidden_layers, blocks, expert_layers)
     torch.manual_seed(seed)

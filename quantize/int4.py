@@ -26,6 +26,8 @@ import onnx
 from onnx import helper, numpy_helper
 from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
+from edgemode import EdgemodeError
+
 CORRECTION_MIN_GAIN = 0.5  # correct a weight when that removes at least this share of its squared error
 
 
@@ -35,6 +37,14 @@ class Int4Config:
     accuracy_level: int = 4
     symmetric: bool = False
     vocab_bits: int = 8
+
+    def __post_init__(self):
+        if not isinstance(self.block_size, int) or self.block_size < 16 or self.block_size & (self.block_size - 1):
+            raise EdgemodeError(f"--block-size must be a power of 2 >= 16, got {self.block_size!r}")
+        if self.accuracy_level not in (0, 1, 2, 3, 4):
+            raise EdgemodeError(f"--accuracy-level must be 0-4, got {self.accuracy_level!r}")
+        if self.vocab_bits not in (4, 8):
+            raise EdgemodeError(f"vocab_bits must be 4 or 8, got {self.vocab_bits!r}")
 
     def to_json(self) -> dict:
         return {"weights": "int4", **asdict(self)}

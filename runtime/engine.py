@@ -22,6 +22,7 @@ from edgemode.domains import check_domains
 from edgemode.runtime.sampling import Sampling, choose
 
 HIDDEN, SEQLENS, TOTAL = "hidden", "seqlens_k", "total_sequence_length"
+MAX_THREADS = 256  # each session gets its own pool: thousands of threads per session never return
 
 
 _arena_lock = threading.Lock()
@@ -51,11 +52,24 @@ def session_options(threads: int | None) -> ort.SessionOptions:
     return options
 
 
+def open_session(path: Path, options: ort.SessionOptions, inputs: tuple[str, ...], hidden: int) -> ort.InferenceSession:
+    """A session for a bundle graph that must take `inputs` (a `hidden` input of width `hidden`)."""
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise bundle_manifest.BundleError(f"{path.name} is not a loadable graph: {reason}") from None
+    shapes = {i.name: i.shape for i in session.get_inputs()}
+    if not set(inputs) <= set(shapes) or (HIDDEN in shapes and shapes[HIDDEN][-1] != hidden):
+        raise bundle_manifest.BundleError(f"{path.name} is not the graph this bundle's manifest says it is")
+    return session
+
+
 class DecoderSession:
     """A session over a run of decoder layers, with the names of its KV inputs and outputs."""
 
-    def __init__(self, path: Path, options: ort.SessionOptions):
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    def __init__(self, path: Path, options: ort.SessionOptions, hidden: int):
+        self.session = open_session(path, options, (HIDDEN, SEQLENS, TOTAL, "past_key.0"), hidden)
         self.layers = sum(1 for i in self.session.get_inputs() if i.name.startswith("past_key."))
         self.kv_shape = self.session.get_inputs()[3].shape  # (batch, kv_heads, past_sequence, head_dim)
 
@@ -90,6 +104,10 @@ class KVCache:
         self.length = 0
         self.domains = list(engine.domains)
         self.gate_columns = [0] + [1 + engine.manifest["domains"].index(d) for d in self.domains]
+        # The request keeps the sessions it started with: a domain switch meanwhile affects only
+        # requests that start after it.
+        self.gates = engine.gates
+        self.expert_sessions = {d: engine.experts[d] for d in self.domains}
         self.backbone = [s.new_cache(capacity) for s in engine.backbone]
         self.experts = {d: [s.new_cache(capacity) for s in engine.experts[d]] for d in self.domains}
 
@@ -100,12 +118,16 @@ class Engine:
     def __init__(self, bundle: Path, manifest: dict, options: ort.SessionOptions, verify: bool, device: dict | None):
         self.bundle, self.manifest, self.options, self.verify, self.device = bundle, manifest, options, verify, device
         self.max_context = min(int(manifest["max_context"]), device["max_context"] if device else 1 << 62)
-        self.tokenizer = Tokenizer.from_file(str(bundle_manifest.resolve(bundle, manifest["tokenizer"])))
+        try:
+            self.tokenizer = Tokenizer.from_file(str(bundle_manifest.resolve(bundle, manifest["tokenizer"])))
+        except Exception as e:  # tokenizers raises a bare Exception
+            raise bundle_manifest.BundleError(f"{manifest['tokenizer']} is not a readable tokenizer: {e}") from None
         self.eos_token_ids = set(manifest.get("eos_token_ids", []))
         graphs = manifest["graphs"]
-        self.embedding = self._session(graphs["embedding"])
-        self.head = self._session(graphs["head"])
-        self.backbone = [DecoderSession(self._path(g), options) for g in graphs["backbone"]]
+        self.hidden = manifest["backbone"]["hidden_size"]
+        self.embedding = self._session(graphs["embedding"], ("input_ids",))
+        self.head = self._session(graphs["head"], (HIDDEN,))
+        self.backbone = [DecoderSession(self._path(g), options, self.hidden) for g in graphs["backbone"]]
         self.gates: list[ort.InferenceSession] = []
         self.experts: dict[str, list[DecoderSession]] = {}
         self.domains: list[str] = []
@@ -121,6 +143,8 @@ class Engine:
         at the device's context must fit its memory budget, and the device's thread count is the
         default. Errors are EdgemodeError subclasses with a one-line message.
         """
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS):
+            raise EdgemodeError(f"threads must be an integer from 1 to {MAX_THREADS}, got {threads!r}")
         bundle = Path(bundle)
         manifest = bundle_manifest.read(bundle)
         domains = _check_domains(manifest, domains)
@@ -137,8 +161,8 @@ class Engine:
     def _path(self, name: str) -> Path:
         return bundle_manifest.resolve(self.bundle, name)
 
-    def _session(self, name: str) -> ort.InferenceSession:
-        return ort.InferenceSession(str(self._path(name)), self.options, providers=["CPUExecutionProvider"])
+    def _session(self, name: str, inputs: tuple[str, ...]) -> ort.InferenceSession:
+        return open_session(self._path(name), self.options, inputs, self.hidden)
 
     def set_domains(self, domains) -> None:
         """Make exactly `domains` active: load missing experts, drop the others; backbone untouched.
@@ -153,8 +177,8 @@ class Engine:
             added = [d for d in domains if d not in self.experts]
             files = [g for d in added for g in graphs["experts"][d]] + (graphs["gates"] if domains and not self.gates else [])
             bundle_manifest.verify(self.bundle, self.manifest, bundle_manifest.with_external_data(self.manifest, files), self.verify)
-            loaded = {d: [DecoderSession(self._path(g), self.options) for g in graphs["experts"][d]] for d in added}
-            gates = self.gates or ([self._session(g) for g in graphs["gates"]] if domains else [])
+            loaded = {d: [DecoderSession(self._path(g), self.options, self.hidden) for g in graphs["experts"][d]] for d in added}
+            gates = self.gates or ([self._session(g, (HIDDEN,)) for g in graphs["gates"]] if domains else [])
             self.experts = {d: self.experts.get(d) or loaded[d] for d in domains}
             self.gates = gates if domains else []
             self.domains = domains
@@ -172,7 +196,14 @@ class Engine:
         return KVCache(self, capacity)
 
     def forward(self, token_ids: np.ndarray, cache: KVCache, last_only: bool = False) -> np.ndarray:
-        """Logits (n, vocab) for the next tokens after `cache`, which grows by n = len(token_ids)."""
+        """Logits (n, vocab) for the next tokens after `cache`, which grows by n = len(token_ids).
+
+        One forward runs at a time per engine; requests interleave between steps.
+        """
+        with self._lock:
+            return self._forward(token_ids, cache, last_only)
+
+    def _forward(self, token_ids: np.ndarray, cache: KVCache, last_only: bool) -> np.ndarray:
         n = len(token_ids)
         if cache.length + n > cache.capacity:
             raise EdgemodeError(f"{cache.length + n} tokens exceed the cache's {cache.capacity}")
@@ -182,12 +213,12 @@ class Engine:
         for b, backbone in enumerate(self.backbone):
             y = backbone.run(x, cache.backbone[b], seqlens, total)
             if cache.domains:
-                gate_logits = self.gates[b].run(None, {HIDDEN: x})[0][..., cache.gate_columns]
+                gate_logits = cache.gates[b].run(None, {HIDDEN: x})[0][..., cache.gate_columns]
                 weights = np.exp(gate_logits - gate_logits.max(-1, keepdims=True))
                 weights /= weights.sum(-1, keepdims=True)
                 y = weights[..., :1] * y
                 for j, d in enumerate(cache.domains, start=1):
-                    y += weights[..., j : j + 1] * self.experts[d][b].run(x, cache.experts[d][b], seqlens, total)
+                    y += weights[..., j : j + 1] * cache.expert_sessions[d][b].run(x, cache.experts[d][b], seqlens, total)
             x = y
         cache.length += n
         if last_only:
@@ -196,14 +227,33 @@ class Engine:
 
     def logits(self, token_ids, chunk: int = 256) -> np.ndarray:
         """Logits for every position of `token_ids`, prefilled `chunk` tokens at a time."""
+        token_ids = self._check_ids(token_ids)
         with self._lock:
             cache = self.new_cache(len(token_ids))
-            return np.concatenate([self.forward(token_ids[i : i + chunk], cache) for i in range(0, len(token_ids), chunk)])
+        return np.concatenate([self.forward(token_ids[i : i + chunk], cache) for i in range(0, len(token_ids), chunk)])
 
     def encode(self, text: str) -> list[int]:
         if not isinstance(text, str):
             raise EdgemodeError("the prompt must be text")
-        return self.tokenizer.encode(text).ids
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise EdgemodeError("the prompt is not valid UTF-8 text (undecodable bytes or lone surrogates)") from None
+        ids = self.tokenizer.encode(text).ids
+        vocab = self.manifest["backbone"]["vocab_size"]
+        if ids and max(ids) >= vocab:
+            raise bundle_manifest.BundleError(
+                f"the bundle's tokenizer gives token id {max(ids)}, beyond its graphs' vocabulary of {vocab}: they do not belong together")
+        return ids
+
+    def _check_ids(self, token_ids) -> np.ndarray:
+        ids = np.asarray(token_ids)
+        vocab = self.manifest["backbone"]["vocab_size"]
+        if ids.ndim != 1 or not len(ids):
+            raise EdgemodeError("token ids must be a non-empty list of integers")
+        if not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0 or ids.max() >= vocab:
+            raise EdgemodeError(f"token ids must be integers in [0, {vocab})")
+        return ids.astype(np.int64)
 
     def generate_ids(self, prompt_ids: list[int], max_new_tokens: int = 128, sampling: Sampling = Sampling(),
                      prefill_chunk: int = 256) -> Iterator[int]:
@@ -212,10 +262,13 @@ class Engine:
         Generation also stops when the context is full; the KV cache is sized to the prompt plus
         `max_new_tokens` (within the bundle's context), never to the model's whole context.
         """
-        if max_new_tokens < 1:
-            raise EdgemodeError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        if not prompt_ids:
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 1:
+            raise EdgemodeError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+        if not isinstance(sampling, Sampling):
+            raise EdgemodeError("sampling must be an edgemode Sampling")
+        if not len(prompt_ids):
             raise EdgemodeError("the prompt is empty")
+        ids = self._check_ids(prompt_ids)
         if len(prompt_ids) >= self.max_context:
             raise EdgemodeError(
                 f"the prompt has {len(prompt_ids)} tokens; this bundle's context is {self.max_context} "
@@ -223,16 +276,15 @@ class Engine:
             )
         rng = np.random.default_rng(sampling.seed)
         with self._lock:
-            cache = self.new_cache(min(self.max_context, len(prompt_ids) + max_new_tokens))
-            ids = np.asarray(prompt_ids, np.int64)
-            for i in range(0, len(ids), prefill_chunk):
-                logits = self.forward(ids[i : i + prefill_chunk], cache, last_only=True)
-            while True:
-                token = choose(logits[-1], sampling, rng)
-                yield token
-                if token in self.eos_token_ids or cache.length - len(ids) + 1 >= max_new_tokens or cache.length >= cache.capacity:
-                    return
-                logits = self.forward(np.array([token], np.int64), cache, last_only=True)
+            cache = self.new_cache(min(self.max_context, len(ids) + max_new_tokens))
+        for i in range(0, len(ids), prefill_chunk):
+            logits = self.forward(ids[i : i + prefill_chunk], cache, last_only=True)
+        while True:
+            token = choose(logits[-1], sampling, rng)
+            yield token
+            if token in self.eos_token_ids or cache.length - len(ids) + 1 >= max_new_tokens or cache.length >= cache.capacity:
+                return
+            logits = self.forward(np.array([token], np.int64), cache, last_only=True)
 
     def generate(self, prompt: str, max_new_tokens: int = 128, sampling: Sampling = Sampling()) -> Iterator[str]:
         """Stream the continuation of `prompt` as text pieces."""

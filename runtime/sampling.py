@@ -23,13 +23,16 @@ class Sampling:
             raise EdgemodeError(f"top_k must be >= 0, got {self.top_k}")
         if not 0 < self.top_p <= 1:
             raise EdgemodeError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0):
+            raise EdgemodeError(f"seed must be an integer >= 0, got {self.seed!r}")
 
 
 def choose(logits: np.ndarray, sampling: Sampling, rng: np.random.Generator) -> int:
     """One token id from a (vocab,) logits vector."""
     if sampling.temperature == 0:
         return int(np.argmax(logits))
-    scores = logits.astype(np.float64) / sampling.temperature
+    with np.errstate(over="ignore"):  # tiny temperatures send all but the top score to -inf, as they should
+        scores = (logits.astype(np.float64) - logits.max()) / sampling.temperature
     if 0 < sampling.top_k < scores.size:
         cutoff = np.partition(scores, -sampling.top_k)[-sampling.top_k]
         scores = np.where(scores < cutoff, -np.inf, scores)

@@ -43,8 +43,12 @@ class Schedule:
     def __post_init__(self):
         if (self.steps is None) == (self.minutes is None):
             raise EdgemodeError("give exactly one of --steps and --minutes")
-        if (self.steps is not None and self.steps < 1) or (self.minutes is not None and self.minutes <= 0):
+        if (self.steps is not None and self.steps < 1) or (self.minutes is not None and not 0 < self.minutes < float("inf")):
             raise EdgemodeError("--steps and --minutes must be positive")
+        if not 0 < self.lr < float("inf"):
+            raise EdgemodeError(f"--lr must be a positive number, got {self.lr}")
+        if self.batch < 1 or self.seq < 2:
+            raise EdgemodeError(f"--batch must be >= 1 and --seq >= 2, got {self.batch} and {self.seq}")
 
 
 def tokens(model_dir: Path, corpus: str) -> np.ndarray:

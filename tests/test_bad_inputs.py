@@ -1,0 +1,141 @@
+"""Bad inputs found by the outside check (issue 6): each is a clear EdgemodeError and changes nothing."""
+
+import json
+import os
+import shutil
+import threading
+
+import numpy as np
+import pytest
+
+from edgemode import EdgemodeError, read_json
+from edgemode.bundle import manifest as bundle_manifest
+from edgemode.bundle.manifest import BundleError
+from edgemode.devices import planner
+from edgemode.export import export
+from edgemode.quantize import Int4Config
+from edgemode.runtime import Engine
+from edgemode.runtime.sampling import Sampling
+
+from conftest import DOMAINS
+
+
+def greedy(engine, n=6):
+    return list(engine.generate_ids([1, 2, 3], n))
+
+
+def test_switching_domains_mid_generation_keeps_that_generation_whole(bundles):
+    engine = Engine.load(bundles["fp32"], ["a"])
+    expected = greedy(engine)
+    paused = engine.generate_ids([1, 2, 3], 6)
+    first = next(paused)
+    switch = threading.Thread(target=engine.set_domains, args=([],))
+    switch.start()
+    switch.join(timeout=30)
+    assert not switch.is_alive(), "set_domains waited for an unfinished generation"
+    assert engine.domains == []
+    assert [first, *paused] == expected
+    assert greedy(engine) == greedy(Engine.load(bundles["fp32"], []))
+
+
+def test_prompt_and_token_id_errors(bundles):
+    engine = Engine.load(bundles["fp32"], [])
+    vocab = engine.manifest["backbone"]["vocab_size"]
+    with pytest.raises(EdgemodeError, match="not valid UTF-8"):
+        engine.encode("w1 \udcff")  # what Python makes of undecodable bytes in argv
+    for ids in ([-1], [vocab], ["w1"], [1.5]):
+        with pytest.raises(EdgemodeError, match="token ids"):
+            list(engine.generate_ids(ids, 2))
+    for bad in ("5", 2.5, float("nan"), True):
+        with pytest.raises(EdgemodeError, match="max_new_tokens"):
+            list(engine.generate_ids([1], bad))
+    with pytest.raises(EdgemodeError, match="token ids"):
+        engine.logits([])
+
+
+@pytest.mark.parametrize("threads", [0, -1, 3_000_000_000, "2"])
+def test_thread_counts_outside_1_to_256_are_refused(bundles, threads):
+    with pytest.raises(EdgemodeError, match="threads must be"):
+        Engine.load(bundles["fp32"], [], threads=threads)
+
+
+def test_sampling_seed_and_tiny_temperature():
+    with pytest.raises(EdgemodeError, match="seed"):
+        Sampling(seed=-1)
+    from edgemode.runtime.sampling import choose
+
+    logits = np.array([0.0, 3.0, 1.0], np.float32)
+    assert choose(logits, Sampling(temperature=1e-320, seed=0), np.random.default_rng(0)) == 1
+
+
+def test_graph_in_the_wrong_role_is_refused(tmp_path, bundles):
+    bundle = tmp_path / "b"
+    shutil.copytree(bundles["fp32"], bundle)
+    path = bundle / bundle_manifest.MANIFEST
+    manifest = json.loads(path.read_text())
+    manifest["graphs"]["head"] = "embedding.onnx"
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="embedding.onnx is not the graph"):
+        Engine.load(bundle, [])
+
+
+def test_corrupt_tokenizer_of_the_same_size_is_refused(tmp_path, bundles):
+    bundle = tmp_path / "b"
+    shutil.copytree(bundles["fp32"], bundle)
+    tokenizer = bundle / "tokenizer.json"
+    tokenizer.write_bytes(b"x" * tokenizer.stat().st_size)
+    with pytest.raises(BundleError, match="not a readable tokenizer"):
+        Engine.load(bundle, [])
+
+
+def test_plan_suggestions_never_go_below_two_tokens():
+    shape = planner.SHAPES["nano-2"]
+    for context in (3, 1000, 10**15):
+        result = planner.plan(shape, 2, {"weights": "fp32"}, context, budget_bytes=100 * 2**20)
+        assert result["fits"] is False and result["suggestions"]
+
+
+@pytest.mark.parametrize("change", [dict(blocks=0), dict(expert_layers=-2), dict(blocks=1000), dict(intermediate=-10**9)])
+def test_nonsense_shapes_are_refused(change):
+    import dataclasses
+
+    with pytest.raises(EdgemodeError):
+        dataclasses.replace(planner.SHAPES["smollm2-135m"], **change)
+
+
+@pytest.mark.parametrize("config", [dict(block_size=0), dict(block_size=-32), dict(block_size=48), dict(accuracy_level=99)])
+def test_bad_int4_settings_are_refused(config):
+    with pytest.raises(EdgemodeError):
+        Int4Config(**config)
+
+
+def test_export_context_zero_is_refused_and_writes_nothing(tmp_path, model_dir):
+    with pytest.raises(EdgemodeError, match="--context"):
+        export(model_dir, tmp_path / "out", quant="fp32", max_context=0)
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_through_a_symlink_replaces_its_target_and_keeps_the_link(tmp_path, model_dir, bundles):
+    real, link = tmp_path / "real", tmp_path / "link"
+    shutil.copytree(bundles["int4"], real)
+    link.symlink_to(real)
+    export(model_dir, link, domains=["b"], quant="fp32", max_context=64)
+    assert link.is_symlink() and os.path.samefile(link, real)
+    assert bundle_manifest.read(real)["domains"] == ["b"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
+
+
+def test_absurd_json_is_an_error_not_a_crash(tmp_path):
+    for text in ("[" * 50_000, "1" * 5000):
+        path = tmp_path / "x.json"
+        path.write_text(text)
+        with pytest.raises(EdgemodeError, match="not valid JSON"):
+            read_json(path)
+
+
+def test_overlong_domain_name_is_refused_before_anything_is_written(tmp_path, backbone_dir):
+    from edgemode.model import create
+
+    with pytest.raises(EdgemodeError, match="invalid domain name"):
+        create(tmp_path / "m", str(backbone_dir), ["d" * 250], blocks=1, expert_layers=1)
+    assert not (tmp_path / "m").exists()
