@@ -105,6 +105,7 @@ def read(bundle: str | Path) -> dict:
     _require(isinstance(eos, list) and all(_is_int(t) for t in eos), "eos_token_ids")
     backbone = manifest.get("backbone")
     _require(isinstance(backbone, dict) and isinstance(backbone.get("fingerprint"), str)
+             and isinstance(backbone.get("model_type"), str)
              and all(_is_int(backbone.get(k)) and backbone[k] > 0 for k in BACKBONE_SHAPE), "backbone shape")
     layout = manifest.get("layout")
     _require(isinstance(layout, dict), "layout is not a table")

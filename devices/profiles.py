@@ -29,7 +29,9 @@ def load(device: str) -> dict:
     for key, kind in REQUIRED.items():
         if not isinstance(profile.get(key), kind) or isinstance(profile.get(key), bool):
             raise EdgemodeError(f"device profile {path}: {key!r} must be a {kind.__name__}")
-    if profile["budget_bytes"] <= 0 or profile["max_context"] < 2 or profile["threads"] < 1:
-        raise EdgemodeError(f"device profile {path}: budget_bytes, max_context and threads must be positive")
+    if profile["budget_bytes"] <= 0 or profile["max_context"] < 2 or not 1 <= profile["threads"] <= 256:
+        raise EdgemodeError(f"device profile {path}: budget_bytes and max_context must be positive, threads 1 to 256")
+    if profile["quantization"].get("weights") not in ("fp32", "int4"):
+        raise EdgemodeError(f"device profile {path}: quantization.weights must be 'fp32' or 'int4'")
     profile.setdefault("profile", path.stem)
     return profile

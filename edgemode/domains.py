@@ -24,8 +24,8 @@ def parse_domains(text: str) -> list[str]:
 
 def check_domains(available: list[str], requested, where: str) -> list[str]:
     """`requested` as a list, if every name is in `available` and none repeats."""
-    if isinstance(requested, str):
-        raise EdgemodeError("domains must be a list of names, not a string")
+    if isinstance(requested, str) or not isinstance(requested, (list, tuple)):
+        raise EdgemodeError(f"domains must be a list of names, got {requested!r}")
     requested = list(requested)
     unknown = [d for d in requested if d not in available]
     if unknown:

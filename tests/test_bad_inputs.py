@@ -139,3 +139,37 @@ def test_overlong_domain_name_is_refused_before_anything_is_written(tmp_path, ba
     with pytest.raises(EdgemodeError, match="invalid domain name"):
         create(tmp_path / "m", str(backbone_dir), ["d" * 250], blocks=1, expert_layers=1)
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("change", [dict(threads=2**40), dict(quantization={})])
+def test_profile_with_absurd_threads_or_no_quantization_is_refused(tmp_path, change):
+    from edgemode.devices import profiles
+
+    profile = {**json.loads((profiles.FOLDER / "dev-x86.json").read_text()), **change}
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps(profile))
+    with pytest.raises(EdgemodeError, match="device profile"):
+        profiles.load(str(path))
+
+
+def test_manifest_without_model_type_and_domains_none_are_refused(tmp_path, bundles):
+    bundle = tmp_path / "b"
+    shutil.copytree(bundles["fp32"], bundle)
+    with pytest.raises(EdgemodeError, match="domains must be a list"):
+        Engine.load(bundle, None)
+    path = bundle / bundle_manifest.MANIFEST
+    manifest = json.loads(path.read_text())
+    del manifest["backbone"]["model_type"]
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="backbone shape"):
+        Engine.load(bundle, [])
+
+
+def test_corrupt_training_progress_is_a_clear_error(tmp_path):
+    from edgemode.train.trainer import Checkpoint, Schedule
+
+    checkpoint = Checkpoint(tmp_path, "legal", Schedule(steps=1))
+    checkpoint.progress.parent.mkdir(parents=True)
+    checkpoint.progress.write_text("{'step': 3")
+    with pytest.raises(EdgemodeError, match="not valid JSON"):
+        checkpoint.read()

@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
-from edgemode import EdgemodeError
+from edgemode import EdgemodeError, read_json
 from edgemode.cache import cache_dir
 from edgemode.model import store
 from edgemode.train import data
@@ -93,8 +93,8 @@ class Checkpoint:
     def read(self) -> dict | None:
         if not self.progress.is_file():
             return None
-        progress = json.loads(self.progress.read_text())
-        if progress["schedule"] != asdict(self.schedule):
+        progress = read_json(self.progress)
+        if progress.get("schedule") != asdict(self.schedule):
             raise EdgemodeError(f"{self.progress} was made with other settings {progress['schedule']}; "
                                 "delete it to start over, or pass the same settings to resume")
         return progress
