@@ -93,7 +93,7 @@ def cli(ctx, debug):
 @click.option("--expert-layers", default=2, show_default=True, help="Expert layers k per block.")
 @click.option("--init", type=click.Choice(["copy", "random"]), default="copy", show_default=True,
               help="Expert layers start as copies of backbone layers, or random.")
-@click.option("--seed", default=0, show_default=True, help="Seed for random initialisation.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1), help="Seed for random initialisation.")
 def new(model_dir, backbone, domains, blocks, expert_layers, init, seed):
     """Create a MoDE model directory: a backbone plus fresh experts for DOMAINS."""
     from edgemode.model import create
@@ -145,7 +145,7 @@ def export(model_dir, domains, quant, device, output, context, block_size, accur
 @click.option("--temperature", default=0.0, show_default=True, help="0 is greedy.")
 @click.option("--top-k", default=0, show_default=True, help="Sample from the k likeliest tokens (0: all).")
 @click.option("--top-p", default=1.0, show_default=True, help="Nucleus sampling mass.")
-@click.option("--seed", default=None, type=int, help="Seed for sampling.")
+@click.option("--seed", default=None, type=click.IntRange(0, None), help="Seed for sampling.")
 @click.option("--threads", default=None, type=click.IntRange(1, 256), help="onnxruntime intra-op threads. Default: onnxruntime's.")
 @click.option("--device", default=None, help="Device profile: refuse to load beyond its memory budget.")
 def run(bundle, domains, prompt, max_new_tokens, temperature, top_k, top_p, seed, threads, device):
@@ -372,7 +372,8 @@ def schedule_options():
         for option in reversed([
             click.option("--steps", type=int, default=None, help="Train for this many steps ..."),
             click.option("--minutes", type=float, default=None, help="... or for this many minutes of training."),
-            click.option("--seed", default=0, show_default=True, help="Seed: fixes batches and initialisation."),
+            click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1),
+                         help="Seed: fixes batches and initialisation."),
             click.option("--lr", default=3e-4, show_default=True, help="AdamW learning rate."),
             click.option("--batch", default=8, show_default=True, help="Sequences per step."),
             click.option("--seq", default=128, show_default=True, help="Tokens per sequence."),

@@ -126,6 +126,8 @@ def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = N
     backbone, layout, config = mode.backbone, mode.layout, mode.config
     default_context = profile["max_context"] if profile else DEFAULT_CONTEXT
     max_context = min(config.max_position_embeddings, default_context) if max_context is None else max_context
+    if isinstance(max_context, bool) or not isinstance(max_context, int):
+        raise EdgemodeError(f"--context must be an integer, got {max_context!r}")
     if not 2 <= max_context <= config.max_position_embeddings:
         raise EdgemodeError(f"--context must be between 2 and the backbone's {config.max_position_embeddings}, got {max_context}")
     if profile:

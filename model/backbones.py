@@ -89,11 +89,11 @@ def load_backbone(source: str):
         raise EdgemodeError(f"backbone {source!r} is not a Hugging Face model directory (no config.json)")
     try:
         config = AutoConfig.from_pretrained(str(path))
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, TypeError) as e:
         raise EdgemodeError(f"cannot read backbone config in {source}: {e}") from None
     check_backbone_config(config)
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, use_safetensors=True)  # never pickles
-    except (OSError, ValueError, RuntimeError) as e:
+    except Exception as e:  # noqa: BLE001 - transformers, torch and safetensors raise many types for a bad file
         raise EdgemodeError(f"cannot load backbone weights from {source}: {str(e).splitlines()[0]}") from None
     return model.eval(), _tokenizer(path, config.vocab_size)

@@ -141,6 +141,9 @@ def read_manifest(model_dir: str | Path) -> dict:
         raise EdgemodeError(f"{path} is not an edgemode model manifest")
     if manifest.get("schema") != MODEL_SCHEMA:
         raise EdgemodeError(f"{path} has schema {manifest.get('schema')}; this edgemode reads schema {MODEL_SCHEMA}")
+    domains = manifest.get("domains")
+    if not isinstance(domains, list) or not all(isinstance(d, str) for d in domains):
+        raise EdgemodeError(f"{path}: domains must be a list of names")
     return manifest
 
 

@@ -201,7 +201,14 @@ class Engine:
         One forward runs at a time per engine; requests interleave between steps.
         """
         with self._lock:
-            return self._forward(token_ids, cache, last_only)
+            try:
+                return self._forward(token_ids, cache, last_only)
+            except EdgemodeError:
+                raise
+            except Exception as e:  # onnxruntime's own types: the graphs do not do what the manifest says
+                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise bundle_manifest.BundleError(
+                    f"running {self.bundle} failed ({reason}); its graphs do not match its manifest") from e
 
     def _forward(self, token_ids: np.ndarray, cache: KVCache, last_only: bool) -> np.ndarray:
         n = len(token_ids)

@@ -17,6 +17,10 @@ class Sampling:
     seed: int | None = None
 
     def __post_init__(self):
+        numbers = (self.temperature, self.top_p)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers) or \
+                isinstance(self.top_k, bool) or not isinstance(self.top_k, int):
+            raise EdgemodeError("temperature and top_p must be numbers and top_k an integer")
         if not np.isfinite(self.temperature) or self.temperature < 0:
             raise EdgemodeError(f"temperature must be a finite number >= 0, got {self.temperature}")
         if self.top_k < 0:

@@ -173,3 +173,24 @@ def test_corrupt_training_progress_is_a_clear_error(tmp_path):
     checkpoint.progress.write_text("{'step': 3")
     with pytest.raises(EdgemodeError, match="not valid JSON"):
         checkpoint.read()
+
+
+def test_graphs_failing_at_run_time_are_a_clear_error(tmp_path, bundles):
+    bundle = tmp_path / "b"
+    shutil.copytree(bundles["fp32"], bundle)
+    path = bundle / bundle_manifest.MANIFEST
+    manifest = json.loads(path.read_text())
+    vocab = manifest["backbone"]["vocab_size"]
+    manifest["backbone"]["vocab_size"] = vocab + 100  # a manifest edited by hand: the graphs still have `vocab`
+    path.write_text(json.dumps(manifest))
+    engine = Engine.load(bundle, [])
+    with pytest.raises(BundleError, match="do not match its manifest"):
+        list(engine.generate_ids([vocab + 50], 2))
+
+
+def test_wrong_argument_types_are_edgemode_errors(tmp_path, model_dir):
+    with pytest.raises(EdgemodeError, match="top_k"):
+        Sampling(top_k="3")
+    with pytest.raises(EdgemodeError, match="--context must be an integer"):
+        export(model_dir, tmp_path / "out", quant="fp32", max_context="64")
+    assert not (tmp_path / "out").exists()
