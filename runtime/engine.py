@@ -49,6 +49,7 @@ def session_options(threads: int | None) -> ort.SessionOptions:
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.use_env_allocators", "1")
+    options.log_severity_level = 4  # errors reach the caller as exceptions; don't also log them to stderr
     return options
 
 
