@@ -286,7 +286,7 @@ def devices(as_json):
 @click.option("--blocks", default=3, show_default=True, help="With --shape: blocks B.")
 @click.option("--expert-layers", default=2, show_default=True, help="With --shape: expert layers k per block.")
 @click.option("--quant", type=click.Choice(["fp32", "int4"]), default=None, help="Default: the device's.")
-@click.option("--context", type=int, default=None, help="Tokens of KV cache. Default: the device's max context.")
+@click.option("--context", type=int, default=None, help="Tokens of KV cache. Default: the device's max context (for a bundle, at most its own).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def plan(path, device, domains, shape, blocks, expert_layers, quant, context, as_json):
     """Plan the memory of PATH (a MoDE model directory or bundle) or --shape on --device."""
@@ -298,6 +298,7 @@ def plan(path, device, domains, shape, blocks, expert_layers, quant, context, as
     quantization = dict(profile["quantization"])
     if (path is None) == (shape is None):
         raise EdgemodeError("give either PATH (model directory or bundle) or --shape")
+    longest = profile["max_context"]  # a bundle serves at most its own context, as Engine.load plans it
     if shape:
         model_shape = replace(planner.SHAPES[shape], blocks=blocks, expert_layers=expert_layers)
     elif (path / "mode.json").is_file():
@@ -313,9 +314,10 @@ def plan(path, device, domains, shape, blocks, expert_layers, quant, context, as
         manifest = bundle_manifest.read(path)
         model_shape = planner.shape_of_bundle(manifest)
         quantization = manifest["quantization"]
+        longest = min(longest, manifest["max_context"])
     if quant:
         quantization = {"weights": "fp32"} if quant == "fp32" else {"weights": "int4", "block_size": 32}
-    result = planner.plan(model_shape, len(_domains(domains)), quantization, profile["max_context"] if context is None else context,
+    result = planner.plan(model_shape, len(_domains(domains)), quantization, longest if context is None else context,
                           profile["budget_bytes"])
     result["device"] = profile["profile"]
     if as_json:

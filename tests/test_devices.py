@@ -96,7 +96,9 @@ def test_plan_and_bench_cli(bundles):
     planned = json.loads(result.stdout)
     assert result.exit_code == 0 and planned["fits"] is False and planned["total_bytes"] > planned["budget_bytes"]
     result = runner.invoke(cli, ["plan", "--device", "dev-x86", str(bundles["int4"]), "--domains", "a", "--json"])
-    assert result.exit_code == 0 and json.loads(result.stdout)["fits"] is True
+    planned = json.loads(result.stdout)
+    assert result.exit_code == 0 and planned["fits"] is True
+    assert planned["context"] == bundle_manifest.read(bundles["int4"])["max_context"]  # not the device's 2048
     result = runner.invoke(cli, ["bench", str(bundles["int4"]), "--domains", "a", "--prompt-tokens", "16",
                                  "--new-tokens", "8", "--repeat", "2", "--json"])
     measured = json.loads(result.stdout)
