@@ -12,6 +12,7 @@ from pathlib import Path
 from edgemode import EdgemodeError, read_json
 
 FOLDER = Path(__file__).parent
+MAX_THREADS = 256  # onnxruntime gives each session its own pool; thousands of threads never return
 REQUIRED = {"name": str, "budget_bytes": int, "cores": int, "threads": int, "arch": str,
             "execution_providers": list, "quantization": dict, "max_context": int}
 
@@ -29,8 +30,8 @@ def load(device: str) -> dict:
     for key, kind in REQUIRED.items():
         if not isinstance(profile.get(key), kind) or isinstance(profile.get(key), bool):
             raise EdgemodeError(f"device profile {path}: {key!r} must be a {kind.__name__}")
-    if profile["budget_bytes"] <= 0 or profile["max_context"] < 2 or not 1 <= profile["threads"] <= 256:
-        raise EdgemodeError(f"device profile {path}: budget_bytes and max_context must be positive, threads 1 to 256")
+    if profile["budget_bytes"] <= 0 or profile["max_context"] < 2 or not 1 <= profile["threads"] <= MAX_THREADS:
+        raise EdgemodeError(f"device profile {path}: budget_bytes and max_context must be positive, threads 1 to {MAX_THREADS}")
     if profile["quantization"].get("weights") not in ("fp32", "int4"):
         raise EdgemodeError(f"device profile {path}: quantization.weights must be 'fp32' or 'int4'")
     profile.setdefault("profile", path.stem)

@@ -146,7 +146,7 @@ def export(model_dir, domains, quant, device, output, context, block_size, accur
 @click.option("--top-k", default=0, show_default=True, help="Sample from the k likeliest tokens (0: all).")
 @click.option("--top-p", default=1.0, show_default=True, help="Nucleus sampling mass.")
 @click.option("--seed", default=None, type=click.IntRange(0, None), help="Seed for sampling.")
-@click.option("--threads", default=None, type=click.IntRange(1, 256), help="onnxruntime intra-op threads. Default: onnxruntime's.")
+@click.option("--threads", default=None, type=int, help="onnxruntime intra-op threads (1-256). Default: onnxruntime's.")
 @click.option("--device", default=None, help="Device profile: refuse to load beyond its memory budget.")
 def run(bundle, domains, prompt, max_new_tokens, temperature, top_k, top_p, seed, threads, device):
     """Generate a continuation of PROMPT with BUNDLE, streamed to stdout."""
@@ -239,7 +239,7 @@ def inspect(bundle, as_json, verify):
 @click.option("--domains", default=None, help=DOMAINS_HELP)
 @click.option("--prompt-tokens", default=128, show_default=True, help="Prompt length (fixed seeded token ids).")
 @click.option("--new-tokens", default=64, show_default=True, help="Greedy tokens generated per repeat.")
-@click.option("--threads", default=None, type=click.IntRange(1, 256), help="onnxruntime intra-op threads. Default: onnxruntime's.")
+@click.option("--threads", default=None, type=int, help="onnxruntime intra-op threads (1-256). Default: onnxruntime's.")
 @click.option("--repeat", default=3, show_default=True, help="Requests measured; medians are reported.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench(bundle, domains, prompt_tokens, new_tokens, threads, repeat, as_json):

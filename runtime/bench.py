@@ -39,7 +39,7 @@ def bench(bundle, domains, prompt_tokens: int = 128, new_tokens: int = 64, threa
     started = time.perf_counter()
     engine = Engine.load(bundle, domains, threads=threads)
     load_s = time.perf_counter() - started
-    vocab = engine.manifest["backbone"]["vocab_size"]
+    vocab = engine.vocab
     prompt = np.random.default_rng(seed).integers(0, vocab, prompt_tokens).tolist()
     engine.eos_token_ids = set()  # measure exactly new_tokens tokens
     ttft, rates, per_token = [], [], []

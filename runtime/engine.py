@@ -22,7 +22,6 @@ from edgemode.domains import check_domains
 from edgemode.runtime.sampling import Sampling, choose
 
 HIDDEN, SEQLENS, TOTAL = "hidden", "seqlens_k", "total_sequence_length"
-MAX_THREADS = 256  # each session gets its own pool: thousands of threads per session never return
 
 
 _arena_lock = threading.Lock()
@@ -125,7 +124,7 @@ class Engine:
             raise bundle_manifest.BundleError(f"{manifest['tokenizer']} is not a readable tokenizer: {e}") from None
         self.eos_token_ids = set(manifest.get("eos_token_ids", []))
         graphs = manifest["graphs"]
-        self.hidden = manifest["backbone"]["hidden_size"]
+        self.hidden, self.vocab = manifest["backbone"]["hidden_size"], manifest["backbone"]["vocab_size"]
         self.embedding = self._session(graphs["embedding"], ("input_ids",))
         self.head = self._session(graphs["head"], (HIDDEN,))
         self.backbone = [DecoderSession(self._path(g), options, self.hidden) for g in graphs["backbone"]]
@@ -144,8 +143,8 @@ class Engine:
         at the device's context must fit its memory budget, and the device's thread count is the
         default. Errors are EdgemodeError subclasses with a one-line message.
         """
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS):
-            raise EdgemodeError(f"threads must be an integer from 1 to {MAX_THREADS}, got {threads!r}")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= profiles.MAX_THREADS):
+            raise EdgemodeError(f"threads must be an integer from 1 to {profiles.MAX_THREADS}, got {threads!r}")
         bundle = Path(bundle)
         manifest = bundle_manifest.read(bundle)
         domains = _check_domains(manifest, domains)
@@ -248,19 +247,17 @@ class Engine:
         except UnicodeEncodeError:
             raise EdgemodeError("the prompt is not valid UTF-8 text (undecodable bytes or lone surrogates)") from None
         ids = self.tokenizer.encode(text).ids
-        vocab = self.manifest["backbone"]["vocab_size"]
-        if ids and max(ids) >= vocab:
+        if ids and max(ids) >= self.vocab:
             raise bundle_manifest.BundleError(
-                f"the bundle's tokenizer gives token id {max(ids)}, beyond its graphs' vocabulary of {vocab}: they do not belong together")
+                f"the bundle's tokenizer gives token id {max(ids)}, beyond its graphs' vocabulary of {self.vocab}: they do not belong together")
         return ids
 
     def _check_ids(self, token_ids) -> np.ndarray:
         ids = np.asarray(token_ids)
-        vocab = self.manifest["backbone"]["vocab_size"]
         if ids.ndim != 1 or not len(ids):
             raise EdgemodeError("token ids must be a non-empty list of integers")
-        if not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0 or ids.max() >= vocab:
-            raise EdgemodeError(f"token ids must be integers in [0, {vocab})")
+        if not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0 or ids.max() >= self.vocab:
+            raise EdgemodeError(f"token ids must be integers in [0, {self.vocab})")
         return ids.astype(np.int64)
 
     def generate_ids(self, prompt_ids: list[int], max_new_tokens: int = 128, sampling: Sampling = Sampling(),
