@@ -1,5 +1,7 @@
 """The runtime: domain switching, generation, sampling, its errors, and its slim imports."""
 
+import mmap
+import os
 import subprocess
 import sys
 import textwrap
@@ -9,6 +11,7 @@ import pytest
 
 from edgemode import EdgemodeError
 from edgemode.runtime import Engine, Sampling
+from edgemode.runtime.engine import make_resident
 from edgemode.runtime.sampling import choose
 
 from conftest import DOMAINS
@@ -166,3 +169,42 @@ def test_export_verbs_without_torch_say_what_to_install(model_dir, tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and "pip install 'edgemode[export]'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def resident_fraction(data_file) -> float | None:
+    """Resident share of this process's mappings of `data_file`, from /proc/self/smaps."""
+    size = rss = 0
+    mapped = False
+    for line in open("/proc/self/smaps"):
+        fields = line.split()
+        if "-" in fields[0] and ":" not in fields[0]:  # a mapping's header line
+            mapped = len(fields) == 6 and fields[5] == str(data_file.resolve())
+        elif mapped and fields[0] == "Size:":
+            size += int(fields[1])
+        elif mapped and fields[0] == "Rss:":
+            rss += int(fields[1])
+    return rss / size if size else None
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/self/smaps")
+def test_the_embedding_table_is_resident_whatever_the_page_cache_holds(bundles):
+    # onnxruntime memory-maps the table; evicted from the page cache, it would be faulted in row by row.
+    data = bundles["fp32"] / "embedding.onnx.data"
+    with open(data, "rb") as f:
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    engine = Engine.load(bundles["fp32"], [])
+    assert resident_fraction(data) == 1.0
+    del engine
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/self/maps")
+def test_make_resident_faults_in_a_cold_mapping(tmp_path):
+    data = tmp_path / "table.onnx.data"
+    data.write_bytes(np.arange(4 << 20, dtype=np.uint8).tobytes())
+    with open(data, "rb") as f:
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        mapping = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+    assert resident_fraction(data) < 0.5
+    make_resident(data)
+    assert resident_fraction(data) == 1.0
+    mapping.close()
