@@ -134,12 +134,12 @@ def suggestions(shape: Shape, domains: int, quantization: dict, context: int, bu
     fits = lambda d=domains, q=quantization, c=context: plan(shape, d, q, c)["total_bytes"] <= budget  # noqa: E731
     found = []
     if quantization.get("weights") != "int4" and fits(q={"weights": "int4", "block_size": 32}):
-        found.append("quantize to int4 (--quant int4)")
+        found.append("quantize to int4 (export --quant int4)")
     c = context
     while c > 2 and not fits(c=c):
         c = max(2, c // 2)
     if c < context and fits(c=c):
-        found.append(f"a context of {c} tokens (--context {c})")
+        found.append(f"a context of {c} tokens (export --context {c})")
     d = domains
     while d > 0 and not fits(d=d):
         d -= 1
