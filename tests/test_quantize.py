@@ -27,14 +27,14 @@ def run(model: onnx.ModelProto, **inputs) -> np.ndarray:
     return session.run(None, inputs)[0]
 
 
-def q4_1_grid(seed: int = 0) -> np.ndarray:
+def q4_1_grid(seed: int = 0, k: int = K, n: int = N) -> np.ndarray:
     """Weights as a GGUF Q4_1 file holds them: w = d * q + m per block of 32 along K, d and m fp16."""
     rng = np.random.default_rng(seed)
-    blocks = rng.standard_normal((N, K // BLOCK, BLOCK)).astype(np.float32) * 0.05
+    blocks = rng.standard_normal((n, k // BLOCK, BLOCK)).astype(np.float32) * 0.05
     low, high = blocks.min(-1, keepdims=True), blocks.max(-1, keepdims=True)
     d, m = ((high - low) / 15).astype(np.float16).astype(np.float32), low.astype(np.float16).astype(np.float32)
     q = np.clip(np.round((blocks - m) / d), 0, 15)
-    return np.ascontiguousarray((d * q + m).reshape(N, K).T)
+    return np.ascontiguousarray((d * q + m).reshape(n, k).T)
 
 
 def relative_error(model, weight, x):
@@ -55,12 +55,27 @@ def test_weights_on_a_q4_1_grid_are_corrected_to_near_exact(monkeypatch):
     weight = q4_1_grid()
     x = np.random.default_rng(3).standard_normal((2, 5, K)).astype(np.float32)
     corrected = quantize_int4(matmul_model(weight))
-    assert sum(n.name.endswith(".correction") for n in corrected.graph.node) == 1
+    assert [n.op_type for n in corrected.graph.node] == ["Constant", "Constant", "Reshape", "ReduceSum", "Concat", "MatMulNBits"]
+    assert corrected_k(corrected) == K + K // BLOCK  # the block sums ride along as extra rows
     monkeypatch.setattr(int4, "CORRECTION_MIN_GAIN", 2.0)  # never correct
     plain = quantize_int4(matmul_model(weight))
-    assert not any(n.name.endswith(".correction") for n in plain.graph.node)
-    # Measured: 0.005 corrected (the int8 activations of accuracy_level 4), 0.08 plain.
+    assert [n.op_type for n in plain.graph.node] == ["MatMulNBits"]
+    # Measured: 0.006 corrected (4-bit corrections, int8 activations of accuracy_level 4), 0.08 plain.
     assert relative_error(corrected, weight, x) < 0.01 < relative_error(plain, weight, x)
+
+
+def corrected_k(model: onnx.ModelProto) -> int:
+    node = next(n for n in model.graph.node if n.op_type == "MatMulNBits")
+    return next(helper.get_attribute_value(a) for a in node.attribute if a.name == "K")
+
+
+@pytest.mark.parametrize("k", [BLOCK * 3, BLOCK * BLOCK * 2])  # an odd block count; corrections over two blocks
+def test_corrections_fold_into_any_block_count(k):
+    weight = q4_1_grid(6, k=k)
+    model = quantize_int4(matmul_model(weight))
+    assert corrected_k(model) == k + k // BLOCK
+    x = np.random.default_rng(7).standard_normal((1, 2, k)).astype(np.float32)
+    assert relative_error(model, weight, x) < 0.01
 
 
 def test_random_weights_are_not_corrected():
