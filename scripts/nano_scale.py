@@ -12,7 +12,6 @@ the fp32 backbone, the model directory and the bundle), never into the repo.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import subprocess
@@ -20,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from edgemode.bundle import manifest as bundle_manifest
 from edgemode.devices import planner
 
 
@@ -77,9 +77,9 @@ def main():
                                     "--repeat", "1", "--threads", str(args.threads), "--json"], capture=True)
         result = json.loads(out)
         rows[f"{{{domains}}}"] = {k: round(result[k], 2) for k in ("load_s", "ttft_ms", "decode_tok_s", "peak_rss_mb")}
-    layout = dataclasses.replace(shape, blocks=args.blocks, expert_layers=args.expert_layers)
-    int4 = {"weights": "int4", "block_size": 32}
-    rows["planned_mb"] = {f"{{{d}}}": round(planner.plan(layout, n, int4, 48)["total_bytes"] / 2**20)
+    manifest = bundle_manifest.read(bundle)
+    rows["planned_mb"] = {f"{{{d}}}": round(planner.plan(planner.shape_of_bundle(manifest), n, manifest["quantization"],
+                                                          48)["total_bytes"] / 2**20)
                           for d, n in (("", 0), ("a,b", 2))}
     print(json.dumps(rows, indent=2))
 
