@@ -18,8 +18,17 @@ from edgemode.runtime.engine import Engine
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (Linux reports KiB, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """Peak resident set size of this process so far.
+
+    On Linux, VmHWM: getrusage's ru_maxrss survives exec, so a bench started from a large parent
+    process would report the parent's size at fork instead of its own.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # macOS reports bytes, others KiB
     return peak / 1024 / 1024 if platform.system() == "Darwin" else peak / 1024
 
 

@@ -1,7 +1,10 @@
 """Device profiles, the memory planner, budget enforcement and `edgemode bench`."""
 
 import json
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -104,3 +107,12 @@ def test_plan_and_bench_cli(bundles):
     measured = json.loads(result.stdout)
     assert {"load_s", "ttft_ms", "decode_tok_s", "p95_token_ms", "peak_rss_mb", "graph_bytes"} <= set(measured)
     assert measured["decode_tok_s"] > 0 and measured["graph_bytes"] > 0
+
+
+def test_bench_peak_rss_is_its_own_not_its_parents():
+    # getrusage's ru_maxrss survives fork and exec: a child of a large process would report the parent.
+    ballast = np.ones(400 * 2**20, np.uint8)  # 400 MiB resident in this (parent) process
+    child = subprocess.run([sys.executable, "-c", "from edgemode.runtime.bench import peak_rss_mb; print(peak_rss_mb())"],
+                           capture_output=True, text=True, check=True)
+    assert float(child.stdout) < 300
+    del ballast
