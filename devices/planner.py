@@ -76,11 +76,12 @@ SHAPES = {
 def bytes_per_weight(quantization: dict, matrix: str = "decoder") -> float:
     """Resident bytes per weight of a `matrix`: "decoder", "head" or "embedding".
 
-    int4 bundles keep decoder weights at 4 bits with an fp32 scale, a 4-bit zero point and (for
-    weights that started on a 4-bit grid, assumed here) an fp32 block-mean correction per block;
-    the vocabulary matrices at `vocab_bits`; missing keys take edgemode.quantize.Int4Config's
-    defaults. onnxruntime prepacks MatMul weights for its int8 kernel at load, which costs
-    INT4_PREPACK_FACTOR times their file size; the embedding table (a Gather) is not repacked.
+    int4 bundles keep decoder weights at 4 bits with an fp32 scale and a 4-bit zero point per block,
+    plus (for weights that started on a 4-bit grid, assumed here) one extra 4-bit row of block-mean
+    corrections per block of rows; the vocabulary matrices at `vocab_bits`; missing keys take
+    edgemode.quantize.Int4Config's defaults. onnxruntime prepacks MatMul weights for its int8 kernel
+    at load, which costs INT4_PREPACK_FACTOR times their file size; the embedding table (a Gather)
+    is not repacked.
     """
     if quantization.get("weights") == "fp32":
         return 4.0
@@ -91,8 +92,9 @@ def bytes_per_weight(quantization: dict, matrix: str = "decoder") -> float:
         raise EdgemodeError(f"int4 block_size must be a power of 2 >= 16, got {block!r}")
     bits = quantization.get("vocab_bits", 8) if matrix in ("head", "embedding") else 4
     zero_point = 0 if quantization.get("symmetric", False) else bits / 8 / block
-    correction = 4 / block if matrix == "decoder" else 0
-    stored = bits / 8 + 4 / block + zero_point + correction
+    stored = bits / 8 + 4 / block + zero_point
+    if matrix == "decoder":
+        stored *= 1 + 1 / block  # the correction rows
     return stored * (1.0 if matrix == "embedding" else INT4_PREPACK_FACTOR)
 
 
