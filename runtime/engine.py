@@ -95,25 +95,25 @@ class DecoderSession:
         self.layers = sum(1 for i in self.session.get_inputs() if i.name.startswith("past_key."))
         self.kv_shape = self.session.get_inputs()[3].shape  # (batch, kv_heads, past_sequence, head_dim)
 
-    def new_cache(self, capacity: int) -> list[tuple[ort.OrtValue, ort.OrtValue]]:
+    def new_cache(self, capacity: int) -> tuple[ort.IOBinding, list[ort.OrtValue]]:
+        """A request's keys and values, bound once and in place: past and present share a buffer."""
         shape = (1, self.kv_shape[1], capacity, self.kv_shape[3])
-        return [
-            (ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, np.float32)),
-             ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, np.float32)))
-            for _ in range(self.layers)
-        ]
+        binding = self.session.io_binding()
+        binding.bind_output(HIDDEN + "_out")  # first, so it stays get_outputs()[0]
+        values = []  # the binding does not keep their numpy buffers alive
+        for i in range(self.layers):
+            for kind in ("key", "value"):
+                values.append(ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, np.float32)))
+                binding.bind_ortvalue_input(f"past_{kind}.{i}", values[-1])
+                binding.bind_ortvalue_output(f"present_{kind}.{i}", values[-1])
+        return binding, values
 
     def run(self, hidden: np.ndarray, cache, seqlens: np.ndarray, total: np.ndarray) -> np.ndarray:
-        binding = self.session.io_binding()
-        binding.bind_output(HIDDEN + "_out")
+        binding = cache[0]
         binding.bind_cpu_input(HIDDEN, hidden)
         binding.bind_cpu_input(SEQLENS, seqlens)
         binding.bind_cpu_input(TOTAL, total)
-        for i, (key, value) in enumerate(cache):
-            binding.bind_ortvalue_input(f"past_key.{i}", key)
-            binding.bind_ortvalue_input(f"past_value.{i}", value)
-            binding.bind_ortvalue_output(f"present_key.{i}", key)
-            binding.bind_ortvalue_output(f"present_value.{i}", value)
+        binding.bind_output(HIDDEN + "_out")  # unallocated: its length changes between prefill and decode
         self.session.run_with_iobinding(binding)
         return binding.get_outputs()[0].numpy()
 
