@@ -178,8 +178,8 @@ def decoder_graph(name: str, backbone, layers, sources, shape: AttentionShape, r
         norm_post = g.const(f"{p}.post_attention_layernorm.weight", _np(layer.post_attention_layernorm.weight))
         h, _, _, x = g.op("SkipSimplifiedLayerNormalization", [o, x, norm_post], 4, domain="com.microsoft", epsilon=eps)
         mlp = layer.mlp
-        gate = g.linear(h, f"{p}.mlp.gate_proj", mlp.gate_proj)
-        up = g.linear(h, f"{p}.mlp.up_proj", mlp.up_proj)
+        gate_up = g.packed_linear(h, f"{p}.mlp.gate_up_proj", [(mlp.gate_proj, None), (mlp.up_proj, None)])
+        gate, up = g.op("Split", [gate_up], 2, axis=-1, num_outputs=2)
         act = g.op("Mul", [gate, g.op("Sigmoid", [gate])])
         pending = g.linear(g.op("Mul", [act, up]), f"{p}.mlp.down_proj", mlp.down_proj)
     g.op("Add", [pending, x], [HIDDEN + "_out"])
