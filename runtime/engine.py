@@ -32,9 +32,10 @@ _arena_registered = False
 def session_options(threads: int | None) -> ort.SessionOptions:
     """Options for every session of an engine.
 
-    A token runs several sessions in turn, so their threads must not spin between runs (they
-    would starve the next session), and they share one process-wide memory arena (one arena per
-    session would each hold its own peak activations).
+    A token runs several sessions in turn, so their threads spin only during a run and stop at its
+    end (spinning on would starve the next session; never spinning wakes threads for every op),
+    and they share one process-wide memory arena (one arena per session would each hold its own
+    peak activations).
     """
     global _arena_registered
     with _arena_lock:
@@ -47,7 +48,7 @@ def session_options(threads: int | None) -> ort.SessionOptions:
     if threads:
         options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.force_spinning_stop", "1")
     options.add_session_config_entry("session.use_env_allocators", "1")
     options.log_severity_level = 4  # errors reach the caller as exceptions; don't also log them to stderr
     return options
