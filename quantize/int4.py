@@ -149,21 +149,23 @@ def _append_rows(node: onnx.NodeProto, initializers: dict, rows: np.ndarray) -> 
 
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     k, n, block = attrs["K"], attrs["N"], attrs["block_size"]
+    symmetric = len(node.input) < 4 or not node.input[3]  # no zero points: they are implicitly 8
     extra = -(-rows.shape[0] // block)
     padded = np.zeros((extra * block, n), np.float32)
     padded[: rows.shape[0]] = rows
     packed = np.zeros((n, extra, block // 2), np.uint8)
     scales = np.zeros((n, extra), np.float32)
     zero_points = np.zeros((n, (extra + 1) // 2), np.uint8)
-    quantize_matmul_4bits(packed, padded, scales, zero_points, block, n, extra * block, False)
-    old = [numpy_helper.to_array(initializers[name]) for name in node.input[1:4]]
+    quantize_matmul_4bits(packed, padded, scales, zero_points, block, n, extra * block, symmetric)
     blocks = k // block
+    old = {name: numpy_helper.to_array(initializers[name]) for name in node.input[1:] if name}
     joined = {
-        node.input[1]: np.concatenate([old[0].reshape(n, blocks, -1), packed], axis=1),
-        node.input[2]: np.concatenate([old[1].reshape(n, blocks), scales], axis=1),
-        node.input[3]: _pack(np.concatenate([_unpack(old[2].reshape(n, -1), 4)[:, :blocks],
-                                             _unpack(zero_points, 4)[:, :extra]], axis=1)),
+        node.input[1]: np.concatenate([old[node.input[1]].reshape(n, blocks, -1), packed], axis=1),
+        node.input[2]: np.concatenate([old[node.input[2]].reshape(n, blocks), scales], axis=1),
     }
+    if not symmetric:
+        joined[node.input[3]] = _pack(np.concatenate([_unpack(old[node.input[3]].reshape(n, -1), 4)[:, :blocks],
+                                                      _unpack(zero_points, 4)[:, :extra]], axis=1))
     for name, array in joined.items():
         initializers[name].CopyFrom(numpy_helper.from_array(array, name))
     for a in node.attribute:

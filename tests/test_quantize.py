@@ -98,3 +98,16 @@ def test_8bit_embedding_gathers_rows_within_half_a_step():
     ids = np.array([[0, 7, 299, 7]], np.int64)
     step = (table.max() - table.min()) / 255
     assert np.abs(run(quantized, ids=ids) - table[ids]).max() <= step / 2 + 1e-6
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_correction_rows_are_what_matmulnbits_computes(monkeypatch, symmetric):
+    monkeypatch.setattr(int4, "CORRECTION_MIN_GAIN", -np.inf)  # correct every weight, on either grid
+    weight = np.random.default_rng(8).standard_normal((K, N)).astype(np.float32)
+    model = quantize_int4(matmul_model(weight), Int4Config(accuracy_level=0, symmetric=symmetric))
+    assert corrected_k(model) == K + K // BLOCK
+    node = next(n for n in model.graph.node if n.op_type == "MatMulNBits")
+    extended = int4.dequantize(node, {i.name: i for i in model.graph.initializer})  # (K + K / BLOCK, N)
+    x = np.random.default_rng(9).standard_normal((1, 3, K)).astype(np.float32)
+    x_and_sums = np.concatenate([x, x.reshape(1, 3, K // BLOCK, BLOCK).sum(-1)], axis=-1)
+    assert np.abs(run(model, x=x) - x_and_sums @ extended).max() <= 1e-4 * np.abs(x_and_sums @ extended).max()
