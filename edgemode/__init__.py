@@ -11,6 +11,12 @@ class EdgemodeError(Exception):
     """A user-facing error: the CLI prints its message on one line and exits non-zero."""
 
 
+def first_line(e: BaseException) -> str:
+    """An exception's message as one line (libraries' messages can span many), or its type's name."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def os_error_text(e: OSError) -> str:
     """'No space left on device (/path)': an OSError as one short phrase."""
     return f"{e.strerror or e}" + (f" ({e.filename})" if e.filename else "")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from edgemode import EdgemodeError, __version__, os_error_text
+from edgemode import EdgemodeError, __version__, first_line, os_error_text
 
 
 class Group(click.Group):
@@ -46,7 +46,7 @@ class Group(click.Group):
         except Exception as e:  # noqa: BLE001 - the CLI's last line of defence
             if _debug(ctx):
                 raise
-            message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            message = first_line(e)
             kind = "error" if isinstance(e, EdgemodeError) else f"internal error ({type(e).__name__})"
             hint = "" if isinstance(e, EdgemodeError) else " (run with --debug for the traceback)"
             click.echo(f"edgemode: {kind}: {message}{hint}", err=True)

