@@ -30,7 +30,10 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-CACHE = Path(os.environ.get("EDGEMODE_CACHE") or Path.home() / ".cache" / "edgemode")
+from edgemode.cache import cache_dir
+from edgemode.runtime.bench import machine
+
+CACHE = cache_dir()
 PEERS = CACHE / "peers"
 RUNNERS = Path(__file__).resolve().parent / "peers"
 VOCAB = 49152  # SmolLM2's vocabulary
@@ -177,12 +180,6 @@ def measure(config: dict, prompt_file: Path, args) -> dict:
     return json.loads(lines[-1])
 
 
-def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "arch": platform.machine(), "os": platform.platform()}
-
-
 def leading_equal(a: list[int], b: list[int]) -> int:
     return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
@@ -273,10 +270,10 @@ def main():
                 "trials": args.trials, "seed": args.seed}
 
     if args.json:
-        print(json.dumps({"machine": machine(), "settings": settings, "configs": summary, "failed": failed}))
+        print(json.dumps({"machine": {**machine(), "os": platform.platform()}, "settings": settings, "configs": summary, "failed": failed}))
         return
     info = machine()
-    print(f"machine: {info['cpu']}, {info['cores']} cores, {info['arch']}, {info['os']}")
+    print(f"machine: {info['cpu']}, {info['cores']} cores, {info['arch']}, {platform.platform()}")
     print(f"settings: {args.prompt_tokens} prompt + {args.new_tokens} greedy tokens, {args.threads} threads, "
           f"medians of {args.trials} processes per config, interleaved")
     for name, row in summary.items():
