@@ -8,6 +8,7 @@ point leaves the previous bundle (if any) as it was, and nothing that loads as a
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 import shutil
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
+from onnx import external_data_helper
 
 from edgemode import EdgemodeError, os_error_text
 from edgemode.bundle import manifest as bundle_manifest
@@ -41,9 +43,28 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _save_graph(bundle: Path, name: str, model: onnx.ModelProto) -> None:
+def _save_graph(bundle: Path, name: str, model: onnx.ModelProto, reuse: dict) -> dict:
+    """Write `model` with its weights as external data in `name`.data, except weights whose bytes
+    `reuse` holds (sha256 -> (file, offset, length)): those point at that copy. With tied
+    embeddings the quantized LM head is byte for byte the embedding's table, so the bundle keeps
+    it once. Returns the weights this file holds, in the same form."""
+    digests = {}
+    for tensor in model.graph.initializer:
+        digest = hashlib.sha256(tensor.raw_data).digest()
+        if digest in reuse:
+            external_data_helper.set_external_data(tensor, *reuse[digest])
+            tensor.data_location = onnx.TensorProto.EXTERNAL
+            tensor.ClearField("raw_data")
+        else:
+            digests[tensor.name] = digest
     onnx.save_model(model, str(bundle / name), save_as_external_data=True, all_tensors_to_one_file=True,
                     location=name + ".data", size_threshold=0)
+    written = {}
+    for tensor in onnx.load(str(bundle / name), load_external_data=False).graph.initializer:
+        info = {e.key: e.value for e in tensor.external_data}
+        if tensor.name in digests:
+            written[digests[tensor.name]] = (info["location"], int(info.get("offset", 0)), int(info["length"]))
+    return written
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -160,11 +181,14 @@ def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = N
     except OSError as e:
         raise EdgemodeError(f"cannot write a bundle at {out}: {e.strerror}; nothing was written") from e
     try:
+        embedding_weights = {}  # the embedding comes first: the head may reuse its table
         for i, (name, build) in enumerate(components, 1):
             graph = build(name)
             if quant == "int4" and not name.startswith("gates"):  # gates are a few KB: keep them exact
                 graph = quantize_int4(graph, int4, bits=int4.vocab_bits if name in ("embedding", "head") else 4)
-            _save_graph(tmp, f"{name}.onnx", graph)
+            written = _save_graph(tmp, f"{name}.onnx", graph, reuse=embedding_weights if name == "head" else {})
+            if name == "embedding":
+                embedding_weights = written
             size = sum(f.stat().st_size for f in tmp.glob(f"{name}.onnx*"))
             log(f"[{i}/{len(components)}] {name} ({quant}) {size / 1e6:.1f} MB")
         shutil.copyfile(Path(model_dir) / "tokenizer.json", tmp / "tokenizer.json")
