@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 from edgemode import EdgemodeError, read_json
 
 FORMAT = "edgemode-bundle"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: embedding_table, read by row
 MANIFEST = "manifest.json"
 
 
@@ -89,7 +89,9 @@ def read(bundle: str | Path) -> dict:
     _require(_is_int(schema), "schema is not an integer")
     if schema > SCHEMA_VERSION:
         raise BundleError(f"bundle schema {schema} is newer than this edgemode reads ({SCHEMA_VERSION}); upgrade edgemode")
-    _require(schema == SCHEMA_VERSION, f"unsupported schema {schema}")
+    if schema < SCHEMA_VERSION:
+        raise BundleError(f"bundle schema {schema} is older than this edgemode reads ({SCHEMA_VERSION}); "
+                          "export it again with `edgemode export`")
     files = manifest.get("files")
     _require(isinstance(files, dict) and all(isinstance(v, dict) for v in files.values()), "files is not a table")
     for name, entry in files.items():
@@ -123,7 +125,32 @@ def read(bundle: str | Path) -> dict:
         _require(isinstance(graphs.get(key), str), f"graphs.{key}")
     for name in graph_files(manifest) + [manifest.get("tokenizer")]:
         _require(isinstance(name, str) and name in files, f"{name!r} is not listed in files")
+    table = manifest.get("embedding_table")
+    _require(isinstance(table, dict) and table.get("file") in files, "embedding_table.file is not listed in files")
+    extents = embedding_table_extents(table, backbone["vocab_size"], backbone["hidden_size"])
+    _require(all(offset + length <= files[table["file"]]["bytes"] for offset, length in extents.values()),
+             "embedding_table reaches past the end of its file")
     return manifest
+
+
+def embedding_table_extents(table: dict, vocab: int, hidden: int) -> dict:
+    """(offset, length) in bytes of each tensor of the embedding table `table` describes:
+    {"file", "bits": 32 | 8 | 4, "weight": offset} plus, when quantized, "block_size", "signed"
+    (two's complement values), "scales" (fp32, one per block of a row) and optionally
+    "zero_points" (`bits` wide, unsigned)."""
+    bits = table.get("bits")
+    _require(bits in (4, 8, 32), "embedding_table.bits")
+    tensors = {"weight": vocab * hidden * bits // 8}
+    if bits != 32:
+        block = table.get("block_size")
+        _require(_is_int(block) and block > 0, "embedding_table.block_size")
+        _require(isinstance(table.get("signed"), bool), "embedding_table.signed")
+        blocks = vocab * -(-hidden // block)  # the last block of a row may be partial
+        tensors["scales"] = 4 * blocks
+        if "zero_points" in table:
+            tensors["zero_points"] = (blocks * bits + 7) // 8
+    _require(all(_is_int(table.get(t)) and table[t] >= 0 for t in tensors), "embedding_table offsets")
+    return {t: (table[t], length) for t, length in tensors.items()}
 
 
 BACKBONE_SHAPE = ("hidden_size", "num_layers", "num_heads", "kv_heads", "head_dim", "vocab_size")

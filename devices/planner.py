@@ -1,6 +1,6 @@
 """The memory planner: what a MoDE bundle needs on a device, computed from shapes alone.
 
-    total = weights (per component, at the bundle's precision)
+    total = weights (per component, at the bundle's precision; the embedding table stays on disk)
           + KV cache (every layer that runs, expert layers included, at the planned context)
           + activations (one prefill chunk) + runtime (interpreter, onnxruntime, tokenizer)
 
@@ -74,14 +74,14 @@ SHAPES = {
 
 
 def bytes_per_weight(quantization: dict, matrix: str = "decoder") -> float:
-    """Resident bytes per weight of a `matrix`: "decoder", "head" or "embedding".
+    """Resident bytes per weight of a `matrix`: "decoder" or "head".
 
     int4 bundles keep decoder weights at 4 bits with an fp32 scale and a 4-bit zero point per block,
     plus (for weights that started on a 4-bit grid, assumed here) one extra 4-bit row of block-mean
     corrections per block of rows; the vocabulary matrices at `vocab_bits`; missing keys take
     edgemode.quantize.Int4Config's defaults. onnxruntime prepacks MatMul weights for its int8 kernel
-    at load, which costs INT4_PREPACK_FACTOR times their file size; the embedding table (a Gather)
-    is not repacked.
+    at load, which costs INT4_PREPACK_FACTOR times their file size. The embedding table costs
+    nothing: the runtime reads its rows from the bundle as needed (runtime/embedding.py).
     """
     if quantization.get("weights") == "fp32":
         return 4.0
@@ -90,12 +90,12 @@ def bytes_per_weight(quantization: dict, matrix: str = "decoder") -> float:
     block = quantization.get("block_size", 32)
     if not isinstance(block, int) or block < 16 or block & (block - 1):
         raise EdgemodeError(f"int4 block_size must be a power of 2 >= 16, got {block!r}")
-    bits = quantization.get("vocab_bits", 8) if matrix in ("head", "embedding") else 4
+    bits = quantization.get("vocab_bits", 8) if matrix == "head" else 4
     zero_point = 0 if quantization.get("symmetric", False) else bits / 8 / block
     stored = bits / 8 + 4 / block + zero_point
     if matrix == "decoder":
         stored *= 1 + 1 / block  # the correction rows
-    return stored * (1.0 if matrix == "embedding" else INT4_PREPACK_FACTOR)
+    return stored * INT4_PREPACK_FACTOR
 
 
 def plan(shape: Shape, domains: int, quantization: dict, context: int, budget_bytes: int | None = None) -> dict:
@@ -106,7 +106,6 @@ def plan(shape: Shape, domains: int, quantization: dict, context: int, budget_by
     norms = 2 * shape.hidden * 4
     rotary = 2 * context * (shape.kv_head_dim // 2) * 4  # cos/sin caches, one pair per decoder graph
     components = {
-        "embedding": shape.vocab * shape.hidden * bytes_per_weight(quantization, "embedding"),
         "head": shape.vocab * shape.hidden * bytes_per_weight(quantization, "head") + shape.hidden * 4,
         "backbone": shape.layers * (shape.layer_params() * bpw + norms) + shape.blocks * rotary,
         "gates": shape.blocks * shape.hidden * (1 + domains) * 4 if domains else 0,

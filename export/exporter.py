@@ -238,10 +238,27 @@ def _manifest(tmp: Path, mode, model_manifest: dict, domains, quant, int4, max_c
             "gates": [f"gates.block{b}.onnx" for b in blocks],
             "experts": {d: [f"expert.{d}.block{b}.onnx" for b in blocks] for d in domains},
         },
+        "embedding_table": _embedding_table(tmp / "embedding.onnx"),
         "tokenizer": "tokenizer.json",
         "eos_token_ids": sorted({eos} if isinstance(eos, int) else set(eos or [])),
         "files": bundle_manifest.describe_files(tmp, [p.name for p in tmp.iterdir()]),
     }
+
+
+def _embedding_table(graph_path: Path) -> dict:
+    """Where the embedding graph's table sits in its data file, for the runtime's row reads."""
+    graph = onnx.load(str(graph_path), load_external_data=False).graph
+    (node,) = graph.node  # one Gather or GatherBlockQuantized
+    where = {t.name: {e.key: e.value for e in t.external_data} for t in graph.initializer}
+    table = {"file": where[node.input[0]]["location"], "bits": 32}
+    if node.op_type == "GatherBlockQuantized":
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        signed = {t.name: t.data_type for t in graph.initializer}[node.input[0]] in (onnx.TensorProto.INT4, onnx.TensorProto.INT8)
+        table.update(bits=attrs.get("bits", 4), block_size=attrs["block_size"], signed=signed)
+    for tensor, index in (("weight", 0), ("scales", 2), ("zero_points", 3)):
+        if index < len(node.input) and node.input[index]:
+            table[tensor] = int(where[node.input[index]].get("offset", 0))
+    return table
 
 
 def _check(tmp: Path, mode, domains: list[str], quant: str, max_context: int) -> None:

@@ -1,13 +1,13 @@
 """The on-device engine: loads a bundle's backbone and only the experts asked for, and generates.
 
-Needs numpy, onnxruntime and tokenizers only. Each component is its own ONNX session; the KV cache
+Needs numpy, onnxruntime and tokenizers only. Each component is its own ONNX session, except the
+embedding table, which is read a row at a time (runtime/embedding.py); the KV cache
 belongs to one request and is bound in place (past and present share a buffer), so a decode step
 copies no cache. Switching domains loads and drops expert sessions and leaves the backbone alone.
 """
 
 from __future__ import annotations
 
-import ctypes
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -20,6 +20,7 @@ from edgemode import EdgemodeError, first_line
 from edgemode.bundle import manifest as bundle_manifest
 from edgemode.devices import planner, profiles
 from edgemode.domains import check_domains
+from edgemode.runtime.embedding import EmbeddingTable
 from edgemode.runtime.sampling import Sampling, choose
 
 HIDDEN, SEQLENS, TOTAL = "hidden", "seqlens_k", "total_sequence_length"
@@ -64,27 +65,6 @@ def open_session(path: Path, options: ort.SessionOptions, inputs: tuple[str, ...
     if not set(inputs) <= set(shapes) or (HIDDEN in shapes and shapes[HIDDEN][-1] != hidden):
         raise bundle_manifest.BundleError(f"{path.name} is not the graph this bundle's manifest says it is")
     return session
-
-
-def make_resident(data_file: Path) -> None:
-    """Fault in every page of `data_file` that onnxruntime has memory-mapped.
-
-    onnxruntime maps external data that its kernels read in place (the embedding table) instead of
-    copying it, so only the rows a request touches become resident, and how many pages that brings in
-    depends on the page cache's history. Touching one byte per page makes the whole table resident at
-    load, as the planner counts it. The pages stay clean and file-backed. Where /proc/self/maps is
-    missing (not Linux), this does nothing and the plan is an upper bound.
-    """
-    try:
-        maps = Path("/proc/self/maps").read_text().splitlines()
-    except OSError:
-        return
-    target = str(data_file.resolve())
-    for line in maps:
-        fields = line.split(maxsplit=5)
-        if len(fields) == 6 and fields[5] == target:
-            start, end = (int(a, 16) for a in fields[0].split("-"))
-            np.frombuffer((ctypes.c_uint8 * (end - start)).from_address(start), np.uint8)[::4096].max()
 
 
 class DecoderSession:
@@ -147,8 +127,8 @@ class Engine:
         self.eos_token_ids = set(manifest.get("eos_token_ids", []))
         graphs = manifest["graphs"]
         self.hidden, self.vocab = manifest["backbone"]["hidden_size"], manifest["backbone"]["vocab_size"]
-        self.embedding = self._session(graphs["embedding"], ("input_ids",))
-        make_resident(self._path(graphs["embedding"] + ".data"))
+        table = manifest["embedding_table"]
+        self.embedding = EmbeddingTable(self._path(table["file"]), table, self.vocab, self.hidden)
         self.head = self._session(graphs["head"], (HIDDEN,))
         self.backbone = [DecoderSession(self._path(g), options, self.hidden) for g in graphs["backbone"]]
         self.gates: list[ort.InferenceSession] = []
@@ -238,7 +218,7 @@ class Engine:
             raise EdgemodeError(f"{cache.length + n} tokens exceed the cache's {cache.capacity}")
         total = cache.length + n
         seqlens, total = np.array([total - 1], np.int32), np.array(total, np.int32)
-        x = self.embedding.run(None, {"input_ids": np.asarray(token_ids, np.int64)[None]})[0]
+        x = self.embedding(token_ids)
         for b, backbone in enumerate(self.backbone):
             y = backbone.run(x, cache.backbone[b], seqlens, total)
             if cache.domains:

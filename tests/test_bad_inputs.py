@@ -180,12 +180,23 @@ def test_graphs_failing_at_run_time_are_a_clear_error(tmp_path, bundles):
     shutil.copytree(bundles["fp32"], bundle)
     path = bundle / bundle_manifest.MANIFEST
     manifest = json.loads(path.read_text())
-    vocab = manifest["backbone"]["vocab_size"]
-    manifest["backbone"]["vocab_size"] = vocab + 100  # a manifest edited by hand: the graphs still have `vocab`
+    context = manifest["max_context"]
+    manifest["max_context"] = 2 * context  # a manifest edited by hand: the graphs' rotary caches still end at `context`
     path.write_text(json.dumps(manifest))
     engine = Engine.load(bundle, [])
     with pytest.raises(BundleError, match="do not match its manifest"):
-        list(engine.generate_ids([vocab + 50], 2))
+        list(engine.generate_ids(list(range(1, context + 10)), 2))
+
+
+def test_an_embedding_table_past_its_file_is_refused_at_load(tmp_path, bundles):
+    bundle = tmp_path / "b"
+    shutil.copytree(bundles["fp32"], bundle)
+    path = bundle / bundle_manifest.MANIFEST
+    manifest = json.loads(path.read_text())
+    manifest["backbone"]["vocab_size"] += 100  # a manifest edited by hand: the table still has the old rows
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="embedding_table reaches past the end of its file"):
+        Engine.load(bundle, [])
 
 
 def test_wrong_argument_types_are_edgemode_errors(tmp_path, model_dir):

@@ -44,6 +44,12 @@ def test_schema_from_the_future_is_refused(bundle):
         Engine.load(bundle)
 
 
+def test_schema_from_the_past_asks_for_a_new_export(bundle):
+    edit_manifest(bundle, lambda m: m.update(schema=bundle_manifest.SCHEMA_VERSION - 1))
+    with pytest.raises(BundleError, match="older than this edgemode reads.*edgemode export"):
+        Engine.load(bundle)
+
+
 def test_missing_manifest_is_not_a_bundle(bundle):
     (bundle / bundle_manifest.MANIFEST).unlink()
     with pytest.raises(BundleError, match="not an edgemode bundle"):
