@@ -263,14 +263,15 @@ class Engine:
         return ids.astype(np.int64)
 
     def generate_ids(self, prompt_ids: list[int], max_new_tokens: int = 128, sampling: Sampling = Sampling(),
-                     prefill_chunk: int = 256) -> Iterator[int]:
+                     prefill_chunk: int = planner.PREFILL_CHUNK) -> Iterator[int]:
         """Yield new token ids one at a time, stopping at an EOS token or `max_new_tokens`.
 
         Generation also stops when the context is full; the KV cache is sized to the prompt plus
         `max_new_tokens` (within the bundle's context), never to the model's whole context.
         """
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 1:
-            raise EdgemodeError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+        for name, value in (("max_new_tokens", max_new_tokens), ("prefill_chunk", prefill_chunk)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise EdgemodeError(f"{name} must be an integer >= 1, got {value!r}")
         if not isinstance(sampling, Sampling):
             raise EdgemodeError("sampling must be an edgemode Sampling")
         if not len(prompt_ids):

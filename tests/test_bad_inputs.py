@@ -49,6 +49,10 @@ def test_prompt_and_token_id_errors(bundles):
     for bad in ("5", 2.5, float("nan"), True):
         with pytest.raises(EdgemodeError, match="max_new_tokens"):
             list(engine.generate_ids([1], bad))
+        with pytest.raises(EdgemodeError, match="prefill_chunk"):
+            list(engine.generate_ids([1], 2, prefill_chunk=bad))
+    with pytest.raises(EdgemodeError, match="prefill_chunk"):
+        list(engine.generate_ids([1], 2, prefill_chunk=0))
     with pytest.raises(EdgemodeError, match="token ids"):
         engine.logits([])
 

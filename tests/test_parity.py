@@ -57,6 +57,8 @@ def test_chunked_prefill_equals_unchunked(bundles):
     whole = engine.logits(ids, chunk=len(ids))
     for chunk in (1, 7, 16):
         assert np.abs(engine.logits(ids, chunk=chunk) - whole).max() <= 1e-4
+    greedy = [list(engine.generate_ids(ids, 8, prefill_chunk=chunk)) for chunk in (len(ids), 1, 7, 32)]
+    assert all(tokens == greedy[0] for tokens in greedy)
 
 
 def test_int4_bundle_is_smaller(bundles):
