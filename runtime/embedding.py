@@ -29,25 +29,22 @@ class EmbeddingTable:
         self._file = open(path, "rb", buffering=0)  # closed with the engine
 
     def __call__(self, ids: np.ndarray) -> np.ndarray:
-        rows = np.empty((len(ids), self.hidden), np.float32)
-        for n, i in enumerate(ids):
-            rows[n] = self._row(int(i))
-        return rows[None]
-
-    def _row(self, i: int) -> np.ndarray:
-        bits = self.spec["bits"]
-        q = self._read("weight", i * self.hidden, self.hidden, bits)
+        bits, hidden, blocks = self.spec["bits"], self.hidden, self.blocks
+        q = np.stack([self._read("weight", int(i) * hidden, hidden, bits) for i in ids])
         if bits == 32:
-            return q
+            return q[None]
         if self.spec["signed"]:  # two's complement
             q = np.where(q >= 2 ** (bits - 1), q - 2**bits, q)
-        scales = self._per_element(self._read("scales", i * self.blocks, self.blocks, 32))
-        if "zero_points" not in self.spec:  # GatherBlockQuantized's default zero point
-            return (q if self.spec["signed"] else q - 2 ** (bits - 1)) * scales
-        return (q - self._per_element(self._read("zero_points", i * self.blocks, self.blocks, bits))) * scales
+        scales = np.stack([self._read("scales", int(i) * blocks, blocks, 32) for i in ids])
+        if "zero_points" in self.spec:
+            q -= self._per_element(np.stack([self._read("zero_points", int(i) * blocks, blocks, bits) for i in ids]))
+        elif not self.spec["signed"]:  # GatherBlockQuantized's default zero point
+            q -= 2 ** (bits - 1)
+        return (q * self._per_element(scales))[None]
 
     def _per_element(self, per_block: np.ndarray) -> np.ndarray:
-        return np.repeat(per_block, self.spec["block_size"])[: self.hidden]
+        """(n, blocks) -> (n, hidden): each block's value repeated over its elements."""
+        return np.repeat(per_block, self.spec["block_size"], axis=1)[:, : self.hidden]
 
     def _read(self, tensor: str, first: int, count: int, bits: int) -> np.ndarray:
         """Elements [first, first + count) of a flat tensor of `bits`-wide elements, as float32.

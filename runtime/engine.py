@@ -79,7 +79,6 @@ class DecoderSession:
         """A request's keys and values, bound once and in place: past and present share a buffer."""
         shape = (1, self.kv_shape[1], capacity, self.kv_shape[3])
         binding = self.session.io_binding()
-        binding.bind_output(HIDDEN + "_out")  # first, so it stays get_outputs()[0]
         values = []  # the binding does not keep their numpy buffers alive
         for i in range(self.layers):
             for kind in ("key", "value"):
@@ -93,9 +92,12 @@ class DecoderSession:
         binding.bind_cpu_input(HIDDEN, hidden)
         binding.bind_cpu_input(SEQLENS, seqlens)
         binding.bind_cpu_input(TOTAL, total)
-        binding.bind_output(HIDDEN + "_out")  # unallocated: its length changes between prefill and decode
+        # Written in place into our own array: reading it back with get_outputs() would wrap every
+        # bound KV output as well (measured: 0.15 ms more per block run).
+        out = np.empty_like(hidden)
+        binding.bind_output(HIDDEN + "_out", "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
         self.session.run_with_iobinding(binding)
-        return binding.get_outputs()[0].numpy()
+        return out
 
 
 class KVCache:

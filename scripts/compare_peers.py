@@ -57,6 +57,7 @@ LABELS = {
     "edgemode-int4": "edgemode int4 S={}",
     "edgemode-int4-legal": "edgemode int4 S={legal}",
     "edgemode-int4-legal-med": "edgemode int4 S={legal,med}",
+    "edgemode-int4-vocab4": "edgemode int4 --vocab-bits 4 S={}",
     "edgemode-fp32": "edgemode fp32 S={}",
     "torch-fp32": "PyTorch eager fp32",
     "optimum-fp32": "optimum ORTModelForCausalLM fp32",
@@ -71,6 +72,7 @@ def config_table(args) -> dict[str, dict]:
         "edgemode-int4": (None, "edgemode_runner.py", args.int4_bundle, "--domains", ""),
         "edgemode-int4-legal": (None, "edgemode_runner.py", args.int4_bundle, "--domains", "legal"),
         "edgemode-int4-legal-med": (None, "edgemode_runner.py", args.int4_bundle, "--domains", "legal,med"),
+        "edgemode-int4-vocab4": (None, "edgemode_runner.py", args.int4_vocab4_bundle, "--domains", ""),
         "edgemode-fp32": (None, "edgemode_runner.py", args.fp32_bundle, "--domains", ""),
         "torch-fp32": (None, "torch_runner.py", args.backbone),
         "optimum-fp32": ("optimum", "optimum_runner.py", PEERS / "optimum-smollm2-fp32"),
@@ -129,11 +131,13 @@ def build_into(target: Path, command_for, what: str) -> None:
 def ensure_model(name: str, args) -> None:
     """Build or unpack the model a config needs if it is missing."""
     if name.startswith("edgemode"):
-        bundle, quant = (args.fp32_bundle, "fp32") if name == "edgemode-fp32" else (args.int4_bundle, "int4")
+        bundle, flags = {"edgemode-fp32": (args.fp32_bundle, ["--quant", "fp32"]),
+                         "edgemode-int4-vocab4": (args.int4_vocab4_bundle, ["--quant", "int4", "--vocab-bits", "4"])
+                         }.get(name, (args.int4_bundle, ["--quant", "int4"]))
         if not (bundle / "manifest.json").exists():
             edgemode = args.venv / "bin" / "edgemode"
-            log(f"exporting the default model to {bundle} ({quant})")
-            subprocess.run([str(edgemode), "export", "--quant", quant, "-o", str(bundle)], check=True)
+            log(f"exporting the default model to {bundle} ({' '.join(flags)})")
+            subprocess.run([str(edgemode), "export", *flags, "-o", str(bundle)], check=True)
     elif name == "genai-int4" and not (PEERS / "genai-smollm2-int4").exists():
         log("building the onnxruntime-genai int4 model")
         build_into(PEERS / "genai-smollm2-int4", lambda out: [
@@ -230,6 +234,9 @@ def main():
                              "model if missing" + default)
     parser.add_argument("--fp32-bundle", type=Path, default=CACHE / "bundles" / "default-fp32",
                         help="edgemode fp32 bundle; exported from the default model if missing" + default)
+    parser.add_argument("--int4-vocab4-bundle", type=Path, default=CACHE / "bundles" / "default-int4-vocab4",
+                        help="edgemode int4 bundle with a 4-bit embedding and head, as genai's; exported from the "
+                        "default model if missing" + default)
     parser.add_argument("--backbone", type=Path, default=CACHE / "backbones" / "smollm2-135m",
                         help="SmolLM2-135M as a Hugging Face directory, for PyTorch, optimum and the genai "
                              "builder" + default)
