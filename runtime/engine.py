@@ -8,6 +8,7 @@ copies no cache. Switching domains loads and drops expert sessions and leaves th
 
 from __future__ import annotations
 
+import ctypes
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -65,6 +66,18 @@ def open_session(path: Path, options: ort.SessionOptions, inputs: tuple[str, ...
     if not set(inputs) <= set(shapes) or (HIDDEN in shapes and shapes[HIDDEN][-1] != hidden):
         raise bundle_manifest.BundleError(f"{path.name} is not the graph this bundle's manifest says it is")
     return session
+
+
+def release_freed_memory() -> None:
+    """Give memory freed by dropped sessions back to the OS.
+
+    glibc keeps freed heap pages for reuse: without this, dropping an expert (measured on SmolLM2
+    int4) returned 2 MB of the 21 MB it had added. A no-op where malloc_trim is missing (macOS,
+    musl). Sessions that a running request still holds are freed when it ends, untrimmed.
+    """
+    malloc_trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    if malloc_trim is not None:
+        malloc_trim(0)
 
 
 class DecoderSession:
@@ -184,9 +197,12 @@ class Engine:
             bundle_manifest.verify(self.bundle, self.manifest, bundle_manifest.with_external_data(self.manifest, files), self.verify)
             loaded = {d: [DecoderSession(self._path(g), self.options, self.hidden) for g in graphs["experts"][d]] for d in added}
             gates = self.gates or ([self._session(g, (HIDDEN,)) for g in graphs["gates"]] if domains else [])
+            dropped = [d for d in self.experts if d not in domains]
             self.experts = {d: self.experts.get(d) or loaded[d] for d in domains}
             self.gates = gates if domains else []
             self.domains = domains
+            if dropped:
+                release_freed_memory()
 
     @property
     def loaded_graph_bytes(self) -> int:
