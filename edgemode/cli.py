@@ -241,14 +241,17 @@ def inspect(bundle, as_json, verify):
 @click.option("--new-tokens", default=64, show_default=True, help="Greedy tokens generated per repeat.")
 @click.option("--threads", default=None, type=int, help="onnxruntime intra-op threads (1-256). Default: onnxruntime's.")
 @click.option("--repeat", default=3, show_default=True, help="Requests measured; medians are reported.")
+@click.option("--prefill-chunk", default=None, type=int,
+              help="Prompt tokens per prefill step: smaller bounds activation memory, larger is faster. "
+              "Default: the planner's, 128.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def bench(bundle, domains, prompt_tokens, new_tokens, threads, repeat, as_json):
+def bench(bundle, domains, prompt_tokens, new_tokens, threads, repeat, prefill_chunk, as_json):
     """Measure load time, time to first token, decode tokens/s and peak memory of BUNDLE."""
     from edgemode.runtime.bench import bench as run_bench
 
     if prompt_tokens < 1 or new_tokens < 2 or repeat < 1:
         raise EdgemodeError("--prompt-tokens and --repeat must be >= 1 and --new-tokens >= 2")
-    result = run_bench(bundle, _all_domains(bundle, domains), prompt_tokens, new_tokens, threads, repeat)
+    result = run_bench(bundle, _all_domains(bundle, domains), prompt_tokens, new_tokens, threads, repeat, prefill_chunk)
     if as_json:
         click.echo(json.dumps(result))
         return

@@ -14,6 +14,7 @@ import time
 import numpy as np
 import onnxruntime as ort
 
+from edgemode.devices import planner
 from edgemode.runtime.engine import Engine
 
 
@@ -44,17 +45,19 @@ def machine() -> dict:
 
 
 def bench(bundle, domains, prompt_tokens: int = 128, new_tokens: int = 64, threads: int | None = None,
-          repeat: int = 3, seed: int = 0) -> dict:
+          repeat: int = 3, prefill_chunk: int | None = None, seed: int = 0) -> dict:
     started = time.perf_counter()
     engine = Engine.load(bundle, domains, threads=threads)
     load_s = time.perf_counter() - started
     vocab = engine.vocab
     prompt = np.random.default_rng(seed).integers(0, vocab, prompt_tokens).tolist()
     engine.eos_token_ids = set()  # measure exactly new_tokens tokens
+    prefill_chunk = planner.PREFILL_CHUNK if prefill_chunk is None else prefill_chunk
     ttft, rates, per_token = [], [], []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        stamps = [time.perf_counter() for _ in engine.generate_ids(prompt, new_tokens)]
+        steps = engine.generate_ids(prompt, new_tokens, prefill_chunk=prefill_chunk)
+        stamps = [time.perf_counter() for _ in steps]
         ttft.append((stamps[0] - t0) * 1000)
         gaps = np.diff(stamps)
         per_token += (gaps * 1000).tolist()
@@ -71,6 +74,7 @@ def bench(bundle, domains, prompt_tokens: int = 128, new_tokens: int = 64, threa
         "new_tokens": new_tokens,
         "threads": threads,
         "repeat": repeat,
+        "prefill_chunk": prefill_chunk,
         "quantization": engine.manifest["quantization"]["weights"],
         "machine": machine(),
     }

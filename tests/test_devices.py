@@ -107,6 +107,12 @@ def test_plan_and_bench_cli(bundles):
     measured = json.loads(result.stdout)
     assert {"load_s", "ttft_ms", "decode_tok_s", "p95_token_ms", "peak_rss_mb", "graph_bytes"} <= set(measured)
     assert measured["decode_tok_s"] > 0 and measured["graph_bytes"] > 0
+    assert measured["prefill_chunk"] == planner.PREFILL_CHUNK
+    result = runner.invoke(cli, ["bench", str(bundles["int4"]), "--prompt-tokens", "16", "--new-tokens", "2",
+                                 "--repeat", "1", "--prefill-chunk", "5", "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["prefill_chunk"] == 5
+    result = runner.invoke(cli, ["bench", str(bundles["int4"]), "--prompt-tokens", "16", "--prefill-chunk", "0"])
+    assert result.exit_code == 1 and "prefill_chunk must be an integer >= 1" in result.stderr
 
 
 def test_bench_peak_rss_is_its_own_not_its_parents():
