@@ -18,7 +18,7 @@ from edgemode import EdgemodeError, read_json
 
 MB = 1024 * 1024
 RUNTIME_BYTES = 80 * MB  # measured: peak RSS of `edgemode bench` on a bundle of under 1 MB
-PREFILL_CHUNK = 128  # bounds prefill activations; on SmolLM2 int4 32 saved 6 MiB more but cost 15-18% TTFT
+PREFILL_CHUNK = 32  # bounds prefill activations; measured on SmolLM2 int4 against 128: -6 MiB peak, +15-18% TTFT
 INT4_PREPACK_FACTOR = 1.5  # measured: resident / file bytes of SmolLM2-135M's int4 graphs, 1.46-1.62
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from edgemode import EdgemodeError, __version__, first_line, os_error_text
+from edgemode.devices.planner import PREFILL_CHUNK
 
 
 class Group(click.Group):
@@ -241,9 +242,8 @@ def inspect(bundle, as_json, verify):
 @click.option("--new-tokens", default=64, show_default=True, help="Greedy tokens generated per repeat.")
 @click.option("--threads", default=None, type=int, help="onnxruntime intra-op threads (1-256). Default: onnxruntime's.")
 @click.option("--repeat", default=3, show_default=True, help="Requests measured; medians are reported.")
-@click.option("--prefill-chunk", default=None, type=int,
-              help="Prompt tokens per prefill step: smaller bounds activation memory, larger is faster. "
-              "Default: the planner's, 128.")
+@click.option("--prefill-chunk", default=PREFILL_CHUNK, show_default=True,
+              help="Prompt tokens per prefill step: smaller bounds activation memory, larger is faster.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench(bundle, domains, prompt_tokens, new_tokens, threads, repeat, prefill_chunk, as_json):
     """Measure load time, time to first token, decode tokens/s and peak memory of BUNDLE."""
