@@ -72,7 +72,7 @@ def release_freed_memory() -> None:
     """Give memory freed by dropped sessions back to the OS.
 
     glibc keeps freed heap pages for reuse: without this, dropping an expert (measured on SmolLM2
-    int4) returned 2 MB of the 21 MB it had added. A no-op where malloc_trim is missing (macOS,
+    int4) returned about 4 of the 22 MB it had added. A no-op where malloc_trim is missing (macOS,
     musl). Sessions that a running request still holds are freed when it ends, untrimmed.
     """
     malloc_trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
