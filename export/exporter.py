@@ -43,28 +43,33 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _save_graph(bundle: Path, name: str, model: onnx.ModelProto, reuse: dict) -> dict:
-    """Write `model` with its weights as external data in `name`.data, except weights whose bytes
-    `reuse` holds (sha256 -> (file, offset, length)): those point at that copy. With tied
-    embeddings the quantized LM head is byte for byte the embedding's table, so the bundle keeps
-    it once. Returns the weights this file holds, in the same form."""
-    digests = {}
-    for tensor in model.graph.initializer:
-        digest = hashlib.sha256(tensor.raw_data).digest()
-        if digest in reuse:
-            external_data_helper.set_external_data(tensor, *reuse[digest])
-            tensor.data_location = onnx.TensorProto.EXTERNAL
-            tensor.ClearField("raw_data")
-        else:
-            digests[tensor.name] = digest
+def _save_graph(bundle: Path, name: str, model: onnx.ModelProto) -> None:
     onnx.save_model(model, str(bundle / name), save_as_external_data=True, all_tensors_to_one_file=True,
                     location=name + ".data", size_threshold=0)
-    written = {}
+
+
+def _stored_weights(bundle: Path, name: str) -> dict:
+    """sha256 -> (file, offset, length) of each weight graph `name` stores in the bundle."""
+    stored = {}
     for tensor in onnx.load(str(bundle / name), load_external_data=False).graph.initializer:
         info = {e.key: e.value for e in tensor.external_data}
-        if tensor.name in digests:
-            written[digests[tensor.name]] = (info["location"], int(info.get("offset", 0)), int(info["length"]))
-    return written
+        offset, length = int(info.get("offset", 0)), int(info["length"])
+        with open(bundle / info["location"], "rb") as f:
+            f.seek(offset)
+            stored[hashlib.sha256(f.read(length)).digest()] = (info["location"], offset, length)
+    return stored
+
+
+def _point_at_stored(model: onnx.ModelProto, stored: dict) -> None:
+    """Make `model`'s weights whose bytes `stored` already holds point at that copy. With tied
+    embeddings the quantized LM head is byte for byte the embedding's table, so the bundle keeps
+    it once."""
+    for tensor in model.graph.initializer:
+        where = stored.get(hashlib.sha256(tensor.raw_data).digest())
+        if where:
+            external_data_helper.set_external_data(tensor, *where)
+            tensor.data_location = onnx.TensorProto.EXTERNAL
+            tensor.ClearField("raw_data")
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -181,14 +186,13 @@ def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = N
     except OSError as e:
         raise EdgemodeError(f"cannot write a bundle at {out}: {e.strerror}; nothing was written") from e
     try:
-        embedding_weights = {}  # the embedding comes first: the head may reuse its table
         for i, (name, build) in enumerate(components, 1):
             graph = build(name)
             if quant == "int4" and not name.startswith("gates"):  # gates are a few KB: keep them exact
                 graph = quantize_int4(graph, int4, bits=int4.vocab_bits if name in ("embedding", "head") else 4)
-            written = _save_graph(tmp, f"{name}.onnx", graph, reuse=embedding_weights if name == "head" else {})
-            if name == "embedding":
-                embedding_weights = written
+            if name == "head":  # the embedding, saved just before, may hold its weights already
+                _point_at_stored(graph, _stored_weights(tmp, "embedding.onnx"))
+            _save_graph(tmp, f"{name}.onnx", graph)
             size = sum(f.stat().st_size for f in tmp.glob(f"{name}.onnx*"))
             log(f"[{i}/{len(components)}] {name} ({quant}) {size / 1e6:.1f} MB")
         shutil.copyfile(Path(model_dir) / "tokenizer.json", tmp / "tokenizer.json")

@@ -45,14 +45,13 @@ def machine() -> dict:
 
 
 def bench(bundle, domains, prompt_tokens: int = 128, new_tokens: int = 64, threads: int | None = None,
-          repeat: int = 3, prefill_chunk: int | None = None, seed: int = 0) -> dict:
+          repeat: int = 3, prefill_chunk: int = planner.PREFILL_CHUNK, seed: int = 0) -> dict:
     started = time.perf_counter()
     engine = Engine.load(bundle, domains, threads=threads)
     load_s = time.perf_counter() - started
     vocab = engine.vocab
     prompt = np.random.default_rng(seed).integers(0, vocab, prompt_tokens).tolist()
     engine.eos_token_ids = set()  # measure exactly new_tokens tokens
-    prefill_chunk = planner.PREFILL_CHUNK if prefill_chunk is None else prefill_chunk
     ttft, rates, per_token = [], [], []
     for _ in range(repeat):
         t0 = time.perf_counter()

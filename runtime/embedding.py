@@ -15,16 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edgemode.bundle import manifest as bundle_manifest
-
 
 class EmbeddingTable:
     """`table(ids)` -> (1, len(ids), hidden) float32 rows of the table a manifest's
     `embedding_table` describes."""
 
-    def __init__(self, path: Path, spec: dict, vocab: int, hidden: int):
-        self.spec, self.hidden = spec, hidden
-        self.extents = bundle_manifest.embedding_table_extents(spec, vocab, hidden)
+    def __init__(self, path: Path, spec: dict, hidden: int):
+        self.spec, self.hidden = spec, hidden  # spec: validated by bundle.manifest.read
         self.blocks = -(-hidden // spec["block_size"]) if spec["bits"] != 32 else 0  # the last may be partial
         self._file = open(path, "rb", buffering=0)  # closed with the engine
 
@@ -49,7 +46,7 @@ class EmbeddingTable:
     def _read(self, tensor: str, first: int, count: int, bits: int) -> np.ndarray:
         """Elements [first, first + count) of a flat tensor of `bits`-wide elements, as float32.
         4-bit elements are packed two to a byte, the first in the low bits (ONNX's uint4)."""
-        offset = self.extents[tensor][0]
+        offset = self.spec[tensor]
         if bits == 32:
             return np.frombuffer(os.pread(self._file.fileno(), 4 * count, offset + 4 * first), np.float32)
         if bits == 8:

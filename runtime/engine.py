@@ -143,7 +143,7 @@ class Engine:
         graphs = manifest["graphs"]
         self.hidden, self.vocab = manifest["backbone"]["hidden_size"], manifest["backbone"]["vocab_size"]
         table = manifest["embedding_table"]
-        self.embedding = EmbeddingTable(self._path(table["file"]), table, self.vocab, self.hidden)
+        self.embedding = EmbeddingTable(self._path(table["file"]), table, self.hidden)
         self.head = self._session(graphs["head"], (HIDDEN,))
         self.backbone = [DecoderSession(self._path(g), options, self.hidden) for g in graphs["backbone"]]
         self.gates: list[ort.InferenceSession] = []

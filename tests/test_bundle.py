@@ -150,11 +150,11 @@ def test_full_disk_during_export_is_reported_and_keeps_the_previous_bundle(tmp_p
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     save, saved = export_module._save_graph, []
 
-    def fill_disk_at_third_graph(bundle, name, model, reuse):
+    def fill_disk_at_third_graph(bundle, name, model):
         if len(saved) == 2:
             raise OSError(28, os.strerror(28), str(bundle / name))
         saved.append(name)
-        return save(bundle, name, model, reuse)
+        save(bundle, name, model)
 
     monkeypatch.setattr(export_module, "_save_graph", fill_disk_at_third_graph)
     result = CliRunner().invoke(cli, ["export", str(model_dir), "-o", str(out), "--quant", "fp32", "--context", "64"])
