@@ -23,6 +23,7 @@ from onnx import external_data_helper
 
 from edgemode import EdgemodeError, os_error_text
 from edgemode.bundle import manifest as bundle_manifest
+from edgemode.bundle import names
 from edgemode.devices import planner, profiles
 from edgemode.export.graphs import attention_shape, decoder_graph, embedding_graph, gate_graph, head_graph, rotary_cache
 from edgemode.model import store
@@ -168,16 +169,16 @@ def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = N
             )
     shape = attention_shape(config, max_context)
     rotary = rotary_cache(backbone, shape)
-    rows = [0] + [1 + mode.domains.index(d) for d in domains]
+    rows = names.gate_columns(mode.domains, domains)
 
-    components = [("embedding", lambda n: embedding_graph(backbone)), ("head", lambda n: head_graph(backbone))]
+    components = [(names.EMBEDDING_FILE, lambda n: embedding_graph(backbone)), (names.HEAD_FILE, lambda n: head_graph(backbone))]
     for b, block in enumerate(layout.blocks):
         layers = [backbone.model.layers[i] for i in block]
-        components.append((f"backbone.block{b}", lambda n, ls=layers, s=block: decoder_graph(n, backbone, ls, s, shape, rotary)))
-        components.append((f"gates.block{b}", lambda n, g=mode.gates[b]: gate_graph(n, g.weight[rows], g.bias[rows])))
+        components.append((names.backbone_file(b), lambda n, ls=layers, s=block: decoder_graph(n, backbone, ls, s, shape, rotary)))
+        components.append((names.gates_file(b), lambda n, g=mode.gates[b]: gate_graph(n, g.weight[rows], g.bias[rows])))
     for d in domains:
         for b, sources in enumerate(layout.expert_sources):
-            components.append((f"expert.{d}.block{b}", lambda n, d=d, b=b, s=sources: decoder_graph(n, backbone, mode.experts[d][b], s, shape, rotary)))
+            components.append((names.expert_file(d, b), lambda n, d=d, b=b, s=sources: decoder_graph(n, backbone, mode.experts[d][b], s, shape, rotary)))
 
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -186,15 +187,16 @@ def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = N
     except OSError as e:
         raise EdgemodeError(f"cannot write a bundle at {out}: {e.strerror}; nothing was written") from e
     try:
-        for i, (name, build) in enumerate(components, 1):
-            graph = build(name)
-            if quant == "int4" and not name.startswith("gates"):  # gates are a few KB: keep them exact
-                graph = quantize_int4(graph, int4, bits=int4.vocab_bits if name in ("embedding", "head") else 4)
-            if name == "head":  # the embedding, saved just before, may hold its weights already
-                _point_at_stored(graph, _stored_weights(tmp, "embedding.onnx"))
-            _save_graph(tmp, f"{name}.onnx", graph)
-            size = sum(f.stat().st_size for f in tmp.glob(f"{name}.onnx*"))
-            log(f"[{i}/{len(components)}] {name} ({quant}) {size / 1e6:.1f} MB")
+        for i, (file, build) in enumerate(components, 1):
+            graph = build(names.component(file))
+            if quant == "int4" and not file.startswith("gates"):  # gates are a few KB: keep them exact
+                vocabulary = file in (names.EMBEDDING_FILE, names.HEAD_FILE)
+                graph = quantize_int4(graph, int4, bits=int4.vocab_bits if vocabulary else 4)
+            if file == names.HEAD_FILE:  # the embedding, saved just before, may hold its weights already
+                _point_at_stored(graph, _stored_weights(tmp, names.EMBEDDING_FILE))
+            _save_graph(tmp, file, graph)
+            size = sum(f.stat().st_size for f in tmp.glob(f"{file}*"))
+            log(f"[{i}/{len(components)}] {names.component(file)} ({quant}) {size / 1e6:.1f} MB")
         shutil.copyfile(Path(model_dir) / "tokenizer.json", tmp / "tokenizer.json")
         manifest = _manifest(tmp, mode, model_manifest, domains, quant, int4, max_context, shape)
         bundle_manifest.write(tmp, manifest)
@@ -236,13 +238,13 @@ def _manifest(tmp: Path, mode, model_manifest: dict, domains, quant, int4, max_c
         "quantization": int4.to_json() if quant == "int4" else {"weights": "fp32"},
         "domains": domains,
         "graphs": {
-            "embedding": "embedding.onnx",
-            "head": "head.onnx",
-            "backbone": [f"backbone.block{b}.onnx" for b in blocks],
-            "gates": [f"gates.block{b}.onnx" for b in blocks],
-            "experts": {d: [f"expert.{d}.block{b}.onnx" for b in blocks] for d in domains},
+            "embedding": names.EMBEDDING_FILE,
+            "head": names.HEAD_FILE,
+            "backbone": [names.backbone_file(b) for b in blocks],
+            "gates": [names.gates_file(b) for b in blocks],
+            "experts": {d: [names.expert_file(d, b) for b in blocks] for d in domains},
         },
-        "embedding_table": _embedding_table(tmp / "embedding.onnx"),
+        "embedding_table": _embedding_table(tmp / names.EMBEDDING_FILE),
         "tokenizer": "tokenizer.json",
         "eos_token_ids": sorted({eos} if isinstance(eos, int) else set(eos or [])),
         "files": bundle_manifest.describe_files(tmp, [p.name for p in tmp.iterdir()]),

@@ -18,14 +18,10 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from edgemode.bundle.names import GATE_LOGITS, HIDDEN, HIDDEN_OUT, INPUT_IDS, LOGITS, SEQLENS, TOTAL, component_kv
 from edgemode.model.mode import sliding_window
 
 OPSETS = [helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)]
-HIDDEN, SEQLENS, TOTAL = "hidden", "seqlens_k", "total_sequence_length"
-
-
-def kv_names(layer: int) -> tuple[str, str, str, str]:
-    return f"past_key.{layer}", f"past_value.{layer}", f"present_key.{layer}", f"present_value.{layer}"
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -162,7 +158,7 @@ def decoder_graph(name: str, backbone, layers, sources, shape: AttentionShape, r
         attn = layer.self_attn
         qkv = g.packed_linear(h, f"{p}.qkv_proj", [
             (attn.q_proj, pad_out(shape.num_heads)), (attn.k_proj, pad_out(shape.kv_heads)), (attn.v_proj, pad_out(shape.kv_heads))])
-        past_k, past_v, present_k, present_v = kv_names(i)
+        past_k, past_v, present_k, present_v = component_kv(i)
         for n in (past_k, past_v):
             g.input(n, TensorProto.FLOAT, ["batch", shape.kv_heads, "past_sequence", pd])
         for n in (present_k, present_v):
@@ -182,14 +178,14 @@ def decoder_graph(name: str, backbone, layers, sources, shape: AttentionShape, r
         gate, up = g.op("Split", [gate_up], 2, axis=-1, num_outputs=2)
         act = g.op("Mul", [gate, g.op("Sigmoid", [gate])])
         pending = g.linear(g.op("Mul", [act, up]), f"{p}.mlp.down_proj", mlp.down_proj)
-    g.op("Add", [pending, x], [HIDDEN + "_out"])
-    g.output(HIDDEN + "_out", TensorProto.FLOAT, ["batch", "sequence", hidden])
+    g.op("Add", [pending, x], [HIDDEN_OUT])
+    g.output(HIDDEN_OUT, TensorProto.FLOAT, ["batch", "sequence", hidden])
     return g.model()
 
 
 def embedding_graph(backbone) -> onnx.ModelProto:
     g = Graph("embedding")
-    ids = g.input("input_ids", TensorProto.INT64, ["batch", "sequence"])
+    ids = g.input(INPUT_IDS, TensorProto.INT64, ["batch", "sequence"])
     table = g.const("embed_tokens.weight", _np(backbone.model.embed_tokens.weight))
     g.op("Gather", [table, ids], [HIDDEN], axis=0)
     g.output(HIDDEN, TensorProto.FLOAT, ["batch", "sequence", backbone.config.hidden_size])
@@ -202,8 +198,8 @@ def head_graph(backbone) -> onnx.ModelProto:
     x = g.input(HIDDEN, TensorProto.FLOAT, ["batch", "sequence", backbone.config.hidden_size])
     norm = g.const("norm.weight", _np(backbone.model.norm.weight))
     h = g.op("SimplifiedLayerNormalization", [x, norm], 1, axis=-1, epsilon=float(backbone.config.rms_norm_eps), stash_type=1)
-    g.linear(h, "lm_head", backbone.lm_head, out="logits")
-    g.output("logits", TensorProto.FLOAT, ["batch", "sequence", backbone.config.vocab_size])
+    g.linear(h, "lm_head", backbone.lm_head, out=LOGITS)
+    g.output(LOGITS, TensorProto.FLOAT, ["batch", "sequence", backbone.config.vocab_size])
     return g.model()
 
 
@@ -212,6 +208,6 @@ def gate_graph(name: str, weight: torch.Tensor, bias: torch.Tensor) -> onnx.Mode
     g = Graph(name)
     x = g.input(HIDDEN, TensorProto.FLOAT, ["batch", "sequence", weight.shape[1]])
     y = g.op("MatMul", [x, g.const("gate.weight", _np(weight).T)])
-    g.op("Add", [y, g.const("gate.bias", _np(bias))], ["gate_logits"])
-    g.output("gate_logits", TensorProto.FLOAT, ["batch", "sequence", weight.shape[0]])
+    g.op("Add", [y, g.const("gate.bias", _np(bias))], [GATE_LOGITS])
+    g.output(GATE_LOGITS, TensorProto.FLOAT, ["batch", "sequence", weight.shape[0]])
     return g.model()

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from edgemode import EdgemodeError
+from edgemode.bundle.names import gate_columns
 from edgemode.domains import check_domains
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
@@ -134,7 +135,7 @@ class MoDE(nn.Module):
     def forward(self, input_ids: torch.Tensor, domains=None) -> torch.Tensor:
         """Logits (B, S, V) for a whole sequence, with the experts in `domains` active (default: all)."""
         active = self.domains if domains is None else self.check_domains(domains)
-        columns = [0] + [1 + self.domains.index(d) for d in active]
+        columns = gate_columns(self.domains, active)
         model = self.backbone.model
         x = model.embed_tokens(input_ids)
         positions = torch.arange(input_ids.shape[1], device=x.device)[None]

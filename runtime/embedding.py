@@ -39,6 +39,9 @@ class EmbeddingTable:
             q -= 2 ** (bits - 1)
         return (q * self._per_element(scales))[None]
 
+    def close(self) -> None:
+        self._file.close()
+
     def _per_element(self, per_block: np.ndarray) -> np.ndarray:
         """(n, blocks) -> (n, hidden): each block's value repeated over its elements."""
         return np.repeat(per_block, self.spec["block_size"], axis=1)[:, : self.hidden]

@@ -1,15 +1,19 @@
-"""The on-device engine: loads a bundle's backbone and only the experts asked for, and generates.
+"""The on-device engine: loads a bundle with the experts asked for, and generates.
 
-Needs numpy, onnxruntime and tokenizers only. Each component is its own ONNX session, except the
-embedding table, which is read a row at a time (runtime/embedding.py); the KV cache
-belongs to one request and is bound in place (past and present share a buffer), so a decode step
-copies no cache. Switching domains loads and drops expert sessions and leaves the backbone alone.
+Needs numpy, onnxruntime, tokenizers and onnx (protobuf only, to compose graphs). It reads in three
+parts, top to bottom:
+1. onnxruntime: session options, and `Decoder`, the composed graph of one active domain set in one
+   session, with each request's KV cache bound in place (past and present share a buffer);
+2. `Engine`: load, set_domains, forward; one session run per step (a prefill chunk or a token);
+3. generation: prompt checks, chunked prefill, the decode loop, streamed text.
+Embedding rows are read from the bundle as needed (runtime/embedding.py), never held in memory.
 """
 
 from __future__ import annotations
 
 import ctypes
 import threading
+import weakref
 from pathlib import Path
 from typing import Iterator
 
@@ -19,25 +23,26 @@ from tokenizers import Tokenizer
 
 from edgemode import EdgemodeError, first_line
 from edgemode.bundle import manifest as bundle_manifest
+from edgemode.bundle import names
 from edgemode.devices import planner, profiles
 from edgemode.domains import check_domains
+from edgemode.runtime.compose import compose
 from edgemode.runtime.embedding import EmbeddingTable
 from edgemode.runtime.sampling import Sampling, choose
 
-HIDDEN, SEQLENS, TOTAL = "hidden", "seqlens_k", "total_sequence_length"
-
+# 1. onnxruntime ---------------------------------------------------------------------------------
 
 _arena_lock = threading.Lock()
 _arena_registered = False
 
 
-def session_options(threads: int | None) -> ort.SessionOptions:
-    """Options for every session of an engine.
+def session_options(bundle: Path, threads: int | None) -> ort.SessionOptions:
+    """Options for an engine's sessions.
 
-    A token runs several sessions in turn, so their threads spin only during a run and stop at its
-    end (spinning on would starve the next session; never spinning wakes threads for every op),
-    and they share one process-wide memory arena (one arena per session would each hold its own
-    peak activations).
+    Threads spin during a run and stop at its end (between steps the Python loop needs a core);
+    sessions share one process-wide memory arena, so a session made by a domain switch reuses the
+    activations' memory of the one it replaces. Composed graphs arrive as bytes: their weights are
+    found in the bundle directory.
     """
     global _arena_registered
     with _arena_lock:
@@ -52,85 +57,77 @@ def session_options(threads: int | None) -> ort.SessionOptions:
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.force_spinning_stop", "1")
     options.add_session_config_entry("session.use_env_allocators", "1")
+    options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(bundle.resolve()))
     options.log_severity_level = 4  # errors reach the caller as exceptions; don't also log them to stderr
     return options
 
 
-def open_session(path: Path, options: ort.SessionOptions, inputs: tuple[str, ...], hidden: int) -> ort.InferenceSession:
-    """A session for a bundle graph that must take `inputs` (a `hidden` input of width `hidden`)."""
-    try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises its own exception types
-        raise bundle_manifest.BundleError(f"{path.name} is not a loadable graph: {first_line(e)}") from None
-    shapes = {i.name: i.shape for i in session.get_inputs()}
-    if not set(inputs) <= set(shapes) or (HIDDEN in shapes and shapes[HIDDEN][-1] != hidden):
-        raise bundle_manifest.BundleError(f"{path.name} is not the graph this bundle's manifest says it is")
-    return session
-
-
 def release_freed_memory() -> None:
-    """Give memory freed by dropped sessions back to the OS.
+    """Give memory freed by a dropped session back to the OS.
 
-    glibc keeps freed heap pages for reuse: without this, dropping an expert (measured on SmolLM2
-    int4) returned about 4 of the 22 MB it had added. A no-op where malloc_trim is missing (macOS,
-    musl). Sessions that a running request still holds are freed when it ends, untrimmed.
+    glibc keeps freed heap pages for reuse, so without this a process never shrinks after a switch
+    to fewer experts. A no-op where malloc_trim is missing (macOS, musl).
     """
     malloc_trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
     if malloc_trim is not None:
         malloc_trim(0)
 
 
-class DecoderSession:
-    """A session over a run of decoder layers, with the names of its KV inputs and outputs."""
+class Decoder:
+    """The composed decoder of one active domain set, in one onnxruntime session."""
 
-    def __init__(self, path: Path, options: ort.SessionOptions, hidden: int):
-        self.session = open_session(path, options, (HIDDEN, SEQLENS, TOTAL, "past_key.0"), hidden)
-        self.layers = sum(1 for i in self.session.get_inputs() if i.name.startswith("past_key."))
-        self.kv_shape = self.session.get_inputs()[3].shape  # (batch, kv_heads, past_sequence, head_dim)
+    def __init__(self, graph: bytes, manifest: dict, domains: list[str], options: ort.SessionOptions):
+        self.domains = domains
+        try:
+            self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise bundle_manifest.BundleError(
+                f"the bundle's graphs for domains {{{','.join(domains)}}} do not load: {first_line(e)}") from None
+        backbone, layout = manifest["backbone"], manifest["layout"]
+        self.kv_heads, self.kv_head_dim, self.vocab = backbone["kv_heads"], backbone["kv_head_dim"], backbone["vocab_size"]
+        self.layers = names.running_layers(backbone["num_layers"], len(layout["blocks"]), len(layout["expert_sources"][0]), domains)
 
-    def new_cache(self, capacity: int) -> tuple[ort.IOBinding, list[ort.OrtValue]]:
-        """A request's keys and values, bound once and in place: past and present share a buffer."""
-        shape = (1, self.kv_shape[1], capacity, self.kv_shape[3])
+    def new_cache(self, capacity: int) -> tuple[ort.IOBinding, list[ort.OrtValue], np.ndarray]:
+        """A request's keys and values for every running layer, bound once and in place (past and
+        present share a buffer), and its attention mask."""
+        heads, dim = self.kv_heads, self.kv_head_dim
         binding = self.session.io_binding()
-        values = []  # the binding does not keep their numpy buffers alive
-        for i in range(self.layers):
-            for kind in ("key", "value"):
-                values.append(ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, np.float32)))
-                binding.bind_ortvalue_input(f"past_{kind}.{i}", values[-1])
-                binding.bind_ortvalue_output(f"present_{kind}.{i}", values[-1])
-        return binding, values
+        values = []  # the binding does not keep their buffers alive
+        for layer in range(self.layers):
+            for past, present in zip(names.composed_kv(layer)[:2], names.composed_kv(layer)[2:]):
+                values.append(ort.OrtValue.ortvalue_from_numpy(np.zeros((1, heads, capacity, dim), np.float32)))
+                binding.bind_ortvalue_input(past, values[-1])
+                binding.bind_ortvalue_output(present, values[-1])
+        return binding, values, np.ones((1, capacity), np.int64)
 
-    def run(self, hidden: np.ndarray, cache, seqlens: np.ndarray, total: np.ndarray) -> np.ndarray:
-        binding = cache[0]
-        binding.bind_cpu_input(HIDDEN, hidden)
-        binding.bind_cpu_input(SEQLENS, seqlens)
-        binding.bind_cpu_input(TOTAL, total)
-        # Written in place into our own array: reading it back with get_outputs() would wrap every
-        # bound KV output as well (measured: 0.15 ms more per block run).
-        out = np.empty_like(hidden)
-        binding.bind_output(HIDDEN + "_out", "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
+    def run(self, embeds: np.ndarray, cache, total: int, keep: int) -> np.ndarray:
+        """Logits (1, keep, vocab) for the last `keep` of the `embeds` rows; the cache then holds
+        `total` positions."""
+        binding, _, mask = cache
+        binding.bind_cpu_input(names.INPUTS_EMBEDS, embeds)
+        binding.bind_cpu_input(names.ATTENTION_MASK, mask[:, :total])
+        binding.bind_cpu_input(names.LOGITS_TO_KEEP, np.array([keep], np.int64))
+        # Written into our own array: get_outputs() would also wrap every bound KV output.
+        logits = np.empty((1, keep, self.vocab), np.float32)
+        binding.bind_output(names.LOGITS, "cpu", 0, np.float32, list(logits.shape), logits.ctypes.data)
         self.session.run_with_iobinding(binding)
-        return out
+        return logits
 
+
+# 2. The engine ----------------------------------------------------------------------------------
 
 class KVCache:
-    """One request's keys and values for every layer that runs, expert layers included."""
+    """One request: its decoder (kept through domain switches) and that decoder's keys and values."""
 
-    def __init__(self, engine: "Engine", capacity: int):
-        self.capacity = capacity
-        self.length = 0
-        self.domains = list(engine.domains)
-        self.gate_columns = [0] + [1 + engine.manifest["domains"].index(d) for d in self.domains]
-        # The request keeps the sessions it started with: a domain switch meanwhile affects only
-        # requests that start after it.
-        self.gates = engine.gates
-        self.expert_sessions = {d: engine.experts[d] for d in self.domains}
-        self.backbone = [s.new_cache(capacity) for s in engine.backbone]
-        self.experts = {d: [s.new_cache(capacity) for s in engine.experts[d]] for d in self.domains}
+    def __init__(self, decoder: Decoder, capacity: int):
+        self.decoder, self.capacity, self.length = decoder, capacity, 0
+        self.domains = decoder.domains
+        self.values = decoder.new_cache(capacity)
 
 
 class Engine:
-    """A loaded bundle. Use `Engine.load`; one generation runs at a time per engine."""
+    """A loaded bundle. Use `Engine.load` (or `with Engine.load(...) as engine`); one forward runs at
+    a time per engine, and requests interleave between steps."""
 
     def __init__(self, bundle: Path, manifest: dict, options: ort.SessionOptions, verify: bool, device: dict | None):
         self.bundle, self.manifest, self.options, self.verify, self.device = bundle, manifest, options, verify, device
@@ -140,15 +137,13 @@ class Engine:
         except Exception as e:  # tokenizers raises a bare Exception
             raise bundle_manifest.BundleError(f"{manifest['tokenizer']} is not a readable tokenizer: {e}") from None
         self.eos_token_ids = set(manifest.get("eos_token_ids", []))
-        graphs = manifest["graphs"]
         self.hidden, self.vocab = manifest["backbone"]["hidden_size"], manifest["backbone"]["vocab_size"]
         table = manifest["embedding_table"]
-        self.embedding = EmbeddingTable(self._path(table["file"]), table, self.hidden)
-        self.head = self._session(graphs["head"], (HIDDEN,))
-        self.backbone = [DecoderSession(self._path(g), options, self.hidden) for g in graphs["backbone"]]
-        self.gates: list[ort.InferenceSession] = []
-        self.experts: dict[str, list[DecoderSession]] = {}
+        self.embedding = EmbeddingTable(bundle_manifest.resolve(bundle, table["file"]), table, self.hidden)
+        self.decoder: Decoder | None = None
         self.domains: list[str] = []
+        self.closed = False
+        self._verified = {manifest["tokenizer"], table["file"]}  # by Engine.load, before any file was opened
         self._lock = threading.RLock()
 
     @classmethod
@@ -170,94 +165,102 @@ class Engine:
         if profile:
             _check_budget(manifest, profile, domains)
             threads = threads or profile["threads"]
-        needed = bundle_manifest.graph_files(manifest, domains) + [manifest["tokenizer"]]
-        bundle_manifest.verify(bundle, manifest, bundle_manifest.with_external_data(manifest, needed), verify)
-        engine = cls(bundle, manifest, session_options(threads), verify, profile)
+        bundle_manifest.verify(bundle, manifest, [manifest["tokenizer"], manifest["embedding_table"]["file"]], verify)
+        engine = cls(bundle, manifest, session_options(bundle, threads), verify, profile)
         engine.set_domains(domains)
         return engine
 
-    def _path(self, name: str) -> Path:
-        return bundle_manifest.resolve(self.bundle, name)
+    def __enter__(self) -> "Engine":
+        return self
 
-    def _session(self, name: str, inputs: tuple[str, ...]) -> ort.InferenceSession:
-        return open_session(self._path(name), self.options, inputs, self.hidden)
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the session and the bundle's files. The engine cannot be used afterwards."""
+        with self._lock:
+            self.closed, self.decoder = True, None
+            self.embedding.close()
+        release_freed_memory()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise EdgemodeError("this engine is closed")
 
     def set_domains(self, domains) -> None:
-        """Make exactly `domains` active: load missing experts, drop the others; backbone untouched.
+        """Make exactly `domains` active: compose their decoder and swap it in.
 
-        On any error the engine keeps its previous domains.
+        The previous decoder is released first unless a running request still holds it, so a switch
+        needs the memory of one decoder, not two. On any error the engine keeps its previous domains.
         """
         with self._lock:
+            self._check_open()
             domains = _check_domains(self.manifest, domains)
             if self.device:
                 _check_budget(self.manifest, self.device, domains)
-            graphs = self.manifest["graphs"]
-            added = [d for d in domains if d not in self.experts]
-            files = [g for d in added for g in graphs["experts"][d]] + (graphs["gates"] if domains and not self.gates else [])
-            bundle_manifest.verify(self.bundle, self.manifest, bundle_manifest.with_external_data(self.manifest, files), self.verify)
-            loaded = {d: [DecoderSession(self._path(g), self.options, self.hidden) for g in graphs["experts"][d]] for d in added}
-            gates = self.gates or ([self._session(g, (HIDDEN,)) for g in graphs["gates"]] if domains else [])
-            dropped = [d for d in self.experts if d not in domains]
-            self.experts = {d: self.experts.get(d) or loaded[d] for d in domains}
-            self.gates = gates if domains else []
+            files = bundle_manifest.with_external_data(self.manifest, bundle_manifest.graph_files(self.manifest, domains))
+            bundle_manifest.verify(self.bundle, self.manifest, [f for f in files if f not in self._verified], self.verify)
+            self._verified.update(files)
+            graph = self._graph(domains)
+            previous = weakref.ref(self.decoder) if self.decoder else None
+            self.decoder = None  # freed now unless a running request holds it
+            release_freed_memory()
+            try:
+                self.decoder = Decoder(graph, self.manifest, domains, self.options)
+            except BaseException:
+                if previous:
+                    self.decoder = previous() or Decoder(self._graph(self.domains), self.manifest, self.domains, self.options)
+                raise
             self.domains = domains
-            if dropped:
-                release_freed_memory()
+
+    def _graph(self, domains: list[str]) -> bytes:
+        return compose(self.bundle, self.manifest, domains, with_embedding=False).SerializeToString()
 
     @property
     def loaded_graph_bytes(self) -> int:
-        """Bytes of graph files (with external data) behind the sessions now loaded."""
-        names = bundle_manifest.graph_files(self.manifest, self.domains)
-        files = self.manifest["files"]
-        return sum(files[n]["bytes"] for n in bundle_manifest.with_external_data(self.manifest, names))
+        """Bytes of graph files (with external data) behind the active decoder."""
+        graphs = bundle_manifest.with_external_data(self.manifest, bundle_manifest.graph_files(self.manifest, self.domains))
+        return sum(self.manifest["files"][name]["bytes"] for name in graphs)
 
     def new_cache(self, capacity: int) -> KVCache:
+        """A request of up to `capacity` tokens with the domains active now."""
         if capacity > self.max_context:
             raise EdgemodeError(f"{capacity} tokens exceed this bundle's context of {self.max_context} tokens")
-        return KVCache(self, capacity)
+        with self._lock:
+            self._check_open()
+            return KVCache(self.decoder, capacity)
 
     def forward(self, token_ids: np.ndarray, cache: KVCache, last_only: bool = False) -> np.ndarray:
-        """Logits (n, vocab) for the next tokens after `cache`, which grows by n = len(token_ids).
-
-        One forward runs at a time per engine; requests interleave between steps.
-        """
+        """Logits (n, vocab) for the next tokens after `cache`, which grows by n = len(token_ids);
+        with `last_only`, (1, vocab) for the last of them."""
         with self._lock:
+            self._check_open()
+            n = len(token_ids)
+            if cache.length + n > cache.capacity:
+                raise EdgemodeError(f"{cache.length + n} tokens exceed the cache's {cache.capacity}")
             try:
-                return self._forward(token_ids, cache, last_only)
-            except EdgemodeError:
-                raise
+                logits = cache.decoder.run(self.embedding(token_ids), cache.values, cache.length + n, 1 if last_only else n)
             except Exception as e:  # onnxruntime's own types: the graphs do not do what the manifest says
                 raise bundle_manifest.BundleError(
                     f"running {self.bundle} failed ({first_line(e)}); its graphs do not match its manifest") from e
-
-    def _forward(self, token_ids: np.ndarray, cache: KVCache, last_only: bool) -> np.ndarray:
-        n = len(token_ids)
-        if cache.length + n > cache.capacity:
-            raise EdgemodeError(f"{cache.length + n} tokens exceed the cache's {cache.capacity}")
-        total = cache.length + n
-        seqlens, total = np.array([total - 1], np.int32), np.array(total, np.int32)
-        x = self.embedding(token_ids)
-        for b, backbone in enumerate(self.backbone):
-            y = backbone.run(x, cache.backbone[b], seqlens, total)
-            if cache.domains:
-                gate_logits = cache.gates[b].run(None, {HIDDEN: x})[0][..., cache.gate_columns]
-                weights = np.exp(gate_logits - gate_logits.max(-1, keepdims=True))
-                weights /= weights.sum(-1, keepdims=True)
-                y = weights[..., :1] * y
-                for j, d in enumerate(cache.domains, start=1):
-                    y += weights[..., j : j + 1] * cache.expert_sessions[d][b].run(x, cache.experts[d][b], seqlens, total)
-            x = y
-        cache.length += n
-        if last_only:
-            x = x[:, -1:]
-        return self.head.run(None, {HIDDEN: np.ascontiguousarray(x)})[0][0]
+            cache.length += n
+            return logits[0]
 
     def logits(self, token_ids, chunk: int = 256) -> np.ndarray:
         """Logits for every position of `token_ids`, prefilled `chunk` tokens at a time."""
         token_ids = self._check_ids(token_ids)
-        with self._lock:
-            cache = self.new_cache(len(token_ids))
+        cache = self.new_cache(len(token_ids))
         return np.concatenate([self.forward(token_ids[i : i + chunk], cache) for i in range(0, len(token_ids), chunk)])
+
+    def _check_ids(self, token_ids) -> np.ndarray:
+        ids = np.asarray(token_ids)
+        if ids.ndim != 1 or not len(ids):
+            raise EdgemodeError("token ids must be a non-empty list of integers")
+        if not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0 or ids.max() >= self.vocab:
+            raise EdgemodeError(f"token ids must be integers in [0, {self.vocab})")
+        return ids.astype(np.int64)
+
+    # 3. Generation ------------------------------------------------------------------------------
 
     def encode(self, text: str) -> list[int]:
         if not isinstance(text, str):
@@ -271,14 +274,6 @@ class Engine:
             raise bundle_manifest.BundleError(
                 f"the bundle's tokenizer gives token id {max(ids)}, beyond its graphs' vocabulary of {self.vocab}: they do not belong together")
         return ids
-
-    def _check_ids(self, token_ids) -> np.ndarray:
-        ids = np.asarray(token_ids)
-        if ids.ndim != 1 or not len(ids):
-            raise EdgemodeError("token ids must be a non-empty list of integers")
-        if not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0 or ids.max() >= self.vocab:
-            raise EdgemodeError(f"token ids must be integers in [0, {self.vocab})")
-        return ids.astype(np.int64)
 
     def generate_ids(self, prompt_ids: list[int], max_new_tokens: int = 128, sampling: Sampling = Sampling(),
                      prefill_chunk: int = planner.PREFILL_CHUNK) -> Iterator[int]:
@@ -301,8 +296,7 @@ class Engine:
                 f"(at most {self.max_context - 1} prompt tokens)"
             )
         rng = np.random.default_rng(sampling.seed)
-        with self._lock:
-            cache = self.new_cache(min(self.max_context, len(ids) + max_new_tokens))
+        cache = self.new_cache(min(self.max_context, len(ids) + max_new_tokens))
         for i in range(0, len(ids), prefill_chunk):
             logits = self.forward(ids[i : i + prefill_chunk], cache, last_only=True)
         while True:

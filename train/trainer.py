@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
 from edgemode import EdgemodeError, read_json
+from edgemode.bundle.names import gate_columns
 from edgemode.cache import cache_dir
 from edgemode.model import store
 from edgemode.train import data
@@ -204,7 +205,7 @@ def compose(model_dir: str | Path, domains: list[str], schedule: Schedule, unfre
     params = [p for g in mode.gates for p in g.parameters()]
     if unfreeze_experts:
         params += [p for d in domains for p in mode.experts[d].parameters()]
-    rows = [0] + [1 + mode.domains.index(d) for d in domains]
+    rows = gate_columns(mode.domains, domains)
     job = "compose-" + "-".join(sorted(domains)) + ("-unfrozen" if unfreeze_experts else "")
     return _run(mode, params, _gate_rows(mode, rows), sources, domains, schedule, Checkpoint(model_dir, job, schedule),
                 lambda: store.save(mode, model_dir, experts=unfreeze_experts), "compose")

@@ -1,0 +1,151 @@
+"""One decoder graph for an active domain set, composed from a bundle's component graphs.
+
+    x_0 = embedding(input_ids)                    (or the runtime's own rows, fed as inputs_embeds)
+    y_b = a_0 backbone_b(x_b) + sum_d a_d expert_{d,b}(x_b),   a = softmax(gate_b(x_b)[backbone, S])
+    logits = head(x_B)                            (runtime: only the last logits_to_keep positions)
+
+Inputs and outputs follow onnxruntime-genai's decoder conventions (bundle/names.py): attention_mask
+gives GroupQueryAttention's seqlens_k and total_sequence_length inside the graph, and every layer
+that runs, expert layers included, has its past_key_values.N / present.N pair. Weights stay where
+the bundle stores them: the composed graph's initializers point into the components' external-data
+files, so it is a small protobuf and adds no weight bytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+from onnx import TensorProto, helper
+
+from edgemode.bundle import names
+from edgemode.bundle.manifest import BundleError, resolve
+
+INT64_MAX = 2**63 - 1
+
+
+class _Composed:
+    """The composed graph under construction."""
+
+    def __init__(self, bundle: Path, manifest: dict):
+        self.bundle, self.manifest = bundle, manifest
+        self.nodes, self.initializers, self.inputs, self.outputs = [], [], [], []
+        self.opsets: dict[str, int] = {}
+        self._constants = 0
+
+    def const(self, values, dtype=TensorProto.INT64) -> str:
+        name = f"const.{self._constants}"
+        self._constants += 1
+        if isinstance(values, list):
+            self.initializers.append(helper.make_tensor(name, dtype, [len(values)], values))
+        else:
+            self.initializers.append(helper.make_tensor(name, dtype, [], [values]))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], output: str, **attrs) -> str:
+        self.nodes.append(helper.make_node(op_type, inputs, [output], name=output, **attrs))
+        return output
+
+    def add(self, file: str, connect: dict[str, str], expect: dict[str, int | None]) -> None:
+        """Add component graph `file`, its names prefixed, with the inputs and outputs in `connect`
+        wired to names of the composed graph. `expect` maps names the component must have to the
+        width of their last axis (None: any)."""
+        path = resolve(self.bundle, file)
+        try:
+            graph = onnx.load(str(path), load_external_data=False)
+        except Exception as e:  # protobuf's DecodeError and friends
+            raise BundleError(f"{file} is not a readable ONNX graph: {e}") from None
+        ends = {v.name: v for v in [*graph.graph.input, *graph.graph.output]}
+        for name, width in expect.items():
+            dims = ends[name].type.tensor_type.shape.dim if name in ends else None
+            if dims is None or (width is not None and (not dims or dims[-1].dim_value != width)):
+                raise BundleError(f"{file} is not the graph this bundle's manifest says it is")
+        prefix = names.component(file) + "/"
+        rename = lambda n: connect.get(n, prefix + n) if n else n  # noqa: E731 - "" is an omitted input
+        for node in graph.graph.node:
+            node.name = prefix + node.name
+            node.input[:] = [rename(n) for n in node.input]
+            node.output[:] = [rename(n) for n in node.output]
+            self.nodes.append(node)
+        for tensor in graph.graph.initializer:
+            for entry in tensor.external_data:
+                if entry.key == "location" and entry.value not in self.manifest["files"]:
+                    raise BundleError(f"{file} points at {entry.value!r}, which is not a file of this bundle")
+            tensor.name = prefix + tensor.name
+            self.initializers.append(tensor)
+        for opset in graph.opset_import:
+            self.opsets[opset.domain] = max(self.opsets.get(opset.domain, 0), opset.version)
+
+    def model(self, name: str) -> onnx.ModelProto:
+        graph = helper.make_graph(self.nodes, name, self.inputs, self.outputs, self.initializers)
+        model = helper.make_model(graph, producer_name="edgemode",
+                                  opset_imports=[helper.make_opsetid(d, v) for d, v in sorted(self.opsets.items())])
+        model.ir_version = 10
+        return model
+
+
+def compose(bundle: Path, manifest: dict, domains: list[str], with_embedding: bool) -> onnx.ModelProto:
+    """The decoder of `domains` (a checked subset of the bundle's). `with_embedding` takes input_ids
+    (genai's bindings); without it the graph takes inputs_embeds and logits_to_keep (edgemode's
+    runtime, which reads embedding rows from disk and wants logits for the last positions only)."""
+    domains = names.canonical(manifest["domains"], domains)
+    backbone, layout, graphs = manifest["backbone"], manifest["layout"], manifest["graphs"]
+    hidden, vocab = backbone["hidden_size"], backbone["vocab_size"]
+    kv_shape = lambda length: ["batch", backbone["kv_heads"], length, backbone["kv_head_dim"]]  # noqa: E731
+    c = _Composed(bundle, manifest)
+    mask = names.ATTENTION_MASK
+    if with_embedding:
+        c.inputs.append(helper.make_tensor_value_info(names.INPUT_IDS, TensorProto.INT64, ["batch", "sequence_length"]))
+        c.add(graphs["embedding"], {names.INPUT_IDS: names.INPUT_IDS, names.HIDDEN: "x.0"},
+              {names.INPUT_IDS: None, names.HIDDEN: hidden})
+    else:
+        c.inputs.append(helper.make_tensor_value_info(names.INPUTS_EMBEDS, TensorProto.FLOAT, ["batch", "sequence_length", hidden]))
+        c.op("Identity", [names.INPUTS_EMBEDS], "x.0")
+    c.inputs.append(helper.make_tensor_value_info(mask, TensorProto.INT64, ["batch", "total_sequence_length"]))
+
+    # GroupQueryAttention's lengths from the attention mask, as genai's model builder derives them.
+    kept = c.op("ReduceSum", [mask, c.const([1])], "attention.kept", keepdims=0)
+    c.op("Cast", [c.op("Sub", [kept, c.const(1)], "attention.kept_minus_one")], names.SEQLENS, to=TensorProto.INT32)
+    total = c.op("Gather", [c.op("Shape", [mask], "attention.mask_shape"), c.const(1)], "attention.total", axis=0)
+    c.op("Cast", [total], names.TOTAL, to=TensorProto.INT32)
+
+    def add_decoder(file: str, first_kv: int, layers: int, x_in: str, out: str) -> None:
+        connect = {names.HIDDEN: x_in, names.HIDDEN_OUT: out, names.SEQLENS: names.SEQLENS, names.TOTAL: names.TOTAL}
+        for i in range(layers):
+            composed = names.composed_kv(first_kv + i)
+            connect.update(zip(names.component_kv(i), composed))
+            c.inputs += [helper.make_tensor_value_info(n, TensorProto.FLOAT, kv_shape("past_sequence_length")) for n in composed[:2]]
+            c.outputs += [helper.make_tensor_value_info(n, TensorProto.FLOAT, kv_shape("total_sequence_length")) for n in composed[2:]]
+        c.add(file, connect, {names.HIDDEN: hidden, names.SEQLENS: None, names.TOTAL: None,
+                              names.component_kv(layers - 1)[0]: backbone["kv_head_dim"], names.HIDDEN_OUT: hidden})
+
+    blocks, first_expert_kv = layout["blocks"], backbone["num_layers"]
+    for b, block in enumerate(blocks):
+        x_in, y = f"x.{b}", f"x.{b + 1}"
+        add_decoder(graphs["backbone"][b], block[0], len(block), x_in, f"backbone.{b}.out" if domains else y)
+        if not domains:
+            continue
+        k = len(layout["expert_sources"][b])
+        for i, d in enumerate(domains):  # expert KV after the backbone's, block by block
+            add_decoder(graphs["experts"][d][b], first_expert_kv + (b * len(domains) + i) * k, k, x_in, f"expert.{d}.{b}.out")
+        columns = names.gate_columns(manifest["domains"], domains)
+        logits = f"gate.{b}.logits"
+        c.add(graphs["gates"][b], {names.HIDDEN: x_in, names.GATE_LOGITS: logits},
+              {names.HIDDEN: hidden, names.GATE_LOGITS: 1 + len(manifest["domains"])})
+        weights = c.op("Softmax", [c.op("Gather", [logits, c.const(columns)], f"gate.{b}.active", axis=-1)],
+                       f"gate.{b}.weights", axis=-1)
+        parts = [f"gate.{b}.weight.{j}" for j in range(len(columns))]
+        c.nodes.append(helper.make_node("Split", [weights], parts, name=f"gate.{b}.split", axis=-1, num_outputs=len(parts)))
+        outs = [f"backbone.{b}.out"] + [f"expert.{d}.{b}.out" for d in domains]
+        c.op("Sum", [c.op("Mul", [w, out], f"gate.{b}.mixed.{j}") for j, (w, out) in enumerate(zip(parts, outs))], y)
+
+    x = f"x.{len(blocks)}"
+    shape = ["batch", "sequence_length", vocab]
+    if not with_embedding:
+        keep = names.LOGITS_TO_KEEP
+        c.inputs.append(helper.make_tensor_value_info(keep, TensorProto.INT64, [1]))
+        x = c.op("Slice", [x, c.op("Neg", [keep], "head.first"), c.const([INT64_MAX]), c.const([1])], "head.kept")
+        shape[1] = "logits_to_keep"
+    c.add(graphs["head"], {names.HIDDEN: x, names.LOGITS: names.LOGITS}, {names.HIDDEN: hidden, names.LOGITS: vocab})
+    c.outputs.insert(0, helper.make_tensor_value_info(names.LOGITS, TensorProto.FLOAT, shape))
+    return c.model(names.component(names.composed_file(domains)))
