@@ -3,6 +3,8 @@
 CACHE ?= $(HOME)/.cache/edgemode
 VENV ?= $(CACHE)/venv
 PY := $(VENV)/bin/python
+# onnxruntime-genai in a virtualenv of its own (never a project dependency): tests/test_genai.py
+GENAI_VENV ?= $(CACHE)/genai-venv
 
 .PHONY: demo test install
 
@@ -15,5 +17,10 @@ install: $(VENV)/bin/activate
 demo: install
 	EDGEMODE_CACHE=$(CACHE) $(VENV)/bin/edgemode demo
 
-test: install
-	$(PY) -m pytest -q
+$(GENAI_VENV)/installed:
+	python3 -m venv $(GENAI_VENV)
+	$(GENAI_VENV)/bin/python -m pip install -q onnxruntime-genai==0.18.0
+	touch $@
+
+test: install $(GENAI_VENV)/installed
+	EDGEMODE_GENAI_PYTHON=$(GENAI_VENV)/bin/python $(PY) -m pytest -q

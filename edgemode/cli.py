@@ -237,6 +237,29 @@ def inspect(bundle, as_json, verify):
 
 @cli.command()
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="Folder to write (replaced atomically if it holds a genai folder).")
+@click.option("--domains", default=None, help="The set genai_config.json names by default; \"\" for the backbone "
+              "alone. Default: all. Every other set has its own decoder in the folder.")
+def genai(bundle, output, domains):
+    """Write BUNDLE as an onnxruntime-genai model folder, for apps on genai's C, C#, Java or Swift bindings.
+
+    \b
+    One composed decoder per domain set (weights hard-linked from the bundle, not copied),
+    genai_config.json and the tokenizer. Load it with og.Model(folder); pick another set with
+    config.overlay('{"model": {"decoder": {"filename": "decoder.legal.onnx"}}}').
+    """
+    from edgemode.bundle.names import composed_file
+    from edgemode.runtime.genai_folder import overlay, write
+
+    sets = write(bundle, output, _domains(domains))
+    click.echo(f"wrote {output}: {len(sets)} decoders; pick a set with og.Config(folder).overlay(...):")
+    for subset in sets:
+        click.echo(f"  {{{','.join(subset)}}}{' ' * max(1, 24 - len(','.join(subset)))}{composed_file(subset):32s} {overlay(subset)}")
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--domains", default=None, help=DOMAINS_HELP)
 @click.option("--prompt-tokens", default=128, show_default=True, help="Prompt length (fixed seeded token ids).")
 @click.option("--new-tokens", default=64, show_default=True, help="Greedy tokens generated per repeat.")
@@ -262,6 +285,9 @@ def bench(bundle, domains, prompt_tokens, new_tokens, threads, repeat, prefill_c
     click.echo(f"first token {result['ttft_ms']:.1f} ms   ({prompt_tokens}-token prompt)")
     click.echo(f"decode      {result['decode_tok_s']:.1f} tok/s   (p95 {result['p95_token_ms']:.2f} ms/token)")
     click.echo(f"peak RSS    {result['peak_rss_mb']:.0f} MB")
+    if result["switch_s"]:
+        steps = ", ".join(f"-> {{{target}}} {seconds:.2f} s" for target, seconds in result["switch_s"].items())
+        click.echo(f"switch      {{}} {steps}   (peak RSS {result['switch_peak_rss_mb']:.0f} MB)")
 
 
 @cli.command()

@@ -7,12 +7,10 @@ point leaves the previous bundle (if any) as it was, and nothing that loads as a
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from onnx import external_data_helper
 
 from edgemode import EdgemodeError, os_error_text
 from edgemode.bundle import manifest as bundle_manifest
-from edgemode.bundle import names
+from edgemode.bundle import directory, names
 from edgemode.devices import planner, profiles
 from edgemode.export.graphs import attention_shape, decoder_graph, embedding_graph, gate_graph, head_graph, rotary_cache
 from edgemode.model import store
@@ -73,48 +71,6 @@ def _point_at_stored(model: onnx.ModelProto, stored: dict) -> None:
             tensor.ClearField("raw_data")
 
 
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two directories (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
-    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
-    if renameat2 is None:
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
-
-
-def publish(tmp: Path, out: Path) -> None:
-    """Move a finished bundle from `tmp` to `out`, replacing a previous bundle there atomically."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp made it private
-    if not out.exists():
-        os.rename(tmp, out)
-        return
-    if not _exchange(tmp, out):
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.rename(out, old)
-        os.rename(tmp, out)
-        tmp = old
-    shutil.rmtree(tmp)
-
-
-def remove_stale_temporaries(out: Path) -> None:
-    """Delete what exports killed mid-way left beside `out` (their process is gone)."""
-    for tmp in out.parent.glob(f".{out.name}.tmp-*-*"):
-        pid = tmp.name[len(f".{out.name}.tmp-"):].split("-")[0]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def check_target(out: Path) -> None:
-    """Refuse to replace anything that is not a previous bundle or an empty directory."""
-    nearest = next(p for p in (out.parent, *out.parent.parents) if p.exists())
-    if not nearest.is_dir():
-        raise EdgemodeError(f"cannot write a bundle at {out}: {nearest} is not a directory; nothing was written")
-    if out.exists() and not (out.is_dir() and ((out / bundle_manifest.MANIFEST).is_file() or not any(out.iterdir()))):
-        raise EdgemodeError(f"{out} exists and is not an edgemode bundle; refusing to overwrite it")
-
-
 def parity(engine, mode, domains: list[str], ids: np.ndarray) -> dict:
     """Bundle vs PyTorch logits on `ids`: relative max error and top-1 agreement."""
     engine.set_domains(domains)
@@ -145,7 +101,7 @@ def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = N
         raise EdgemodeError(f"--quant must be one of {', '.join(TOLERANCES)}, got {quant!r}")
     out = Path(os.path.realpath(out))  # through a symlink, replace what it points to and keep the link
     model_manifest = store.read_manifest(model_dir)
-    check_target(out)
+    directory.check_target(out, bundle_manifest.MANIFEST, "a bundle")
     started = time.time()
     log(f"loading {model_dir}")
     mode = store.load(model_dir)
@@ -180,12 +136,7 @@ def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = N
         for b, sources in enumerate(layout.expert_sources):
             components.append((names.expert_file(d, b), lambda n, d=d, b=b, s=sources: decoder_graph(n, backbone, mode.experts[d][b], s, shape, rotary)))
 
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(out)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
-    except OSError as e:
-        raise EdgemodeError(f"cannot write a bundle at {out}: {e.strerror}; nothing was written") from e
+    tmp = directory.temporary_beside(out, "a bundle")
     try:
         for i, (file, build) in enumerate(components, 1):
             graph = build(names.component(file))
@@ -202,7 +153,7 @@ def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = N
         bundle_manifest.write(tmp, manifest)
         if check:
             _check(tmp, mode, domains, quant, max_context)
-        publish(tmp, out)
+        directory.publish(tmp, out)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, OSError):  # a full disk, a permission or quota error

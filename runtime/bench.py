@@ -2,6 +2,8 @@
 
 Runtime-only (numpy, onnxruntime, standard library), so it runs on the ARM64 boards it measures.
 The prompt is fixed token ids (seeded), decoding is greedy, and every repeat starts a fresh request.
+Peak RSS is read after generation; then the engine switches from S = {} through each prefix of the
+bundle's domains, timing each switch, and the peak during the switches is reported apart.
 """
 
 from __future__ import annotations
@@ -61,12 +63,22 @@ def bench(bundle, domains, prompt_tokens: int = 128, new_tokens: int = 64, threa
         gaps = np.diff(stamps)
         per_token += (gaps * 1000).tolist()
         rates.append(len(gaps) / (stamps[-1] - stamps[0]))
+    peak_rss = peak_rss_mb()
+    switch_s = {}  # S = {} -> {d1} -> {d1,d2} -> ...: each switch composes and loads the next set
+    engine.set_domains([])
+    bundle_domains = engine.manifest["domains"]
+    for i in range(1, len(bundle_domains) + 1):
+        started = time.perf_counter()
+        engine.set_domains(bundle_domains[:i])
+        switch_s[",".join(bundle_domains[:i])] = time.perf_counter() - started
     return {
         "load_s": load_s,
+        "switch_s": switch_s,
+        "switch_peak_rss_mb": peak_rss_mb(),
         "ttft_ms": float(np.median(ttft)),
         "decode_tok_s": float(np.median(rates)),
         "p95_token_ms": float(np.percentile(per_token, 95)),
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": peak_rss,
         "graph_bytes": engine.loaded_graph_bytes,
         "domains": list(domains),
         "prompt_tokens": prompt_tokens,

@@ -108,6 +108,8 @@ def test_plan_and_bench_cli(bundles):
     assert {"load_s", "ttft_ms", "decode_tok_s", "p95_token_ms", "peak_rss_mb", "graph_bytes"} <= set(measured)
     assert measured["decode_tok_s"] > 0 and measured["graph_bytes"] > 0
     assert measured["prefill_chunk"] == planner.PREFILL_CHUNK
+    assert list(measured["switch_s"]) == ["a", "a,b"] and all(s > 0 for s in measured["switch_s"].values())
+    assert measured["switch_peak_rss_mb"] >= measured["peak_rss_mb"]
     result = runner.invoke(cli, ["bench", str(bundles["int4"]), "--prompt-tokens", "16", "--new-tokens", "2",
                                  "--repeat", "1", "--prefill-chunk", "5", "--json"])
     assert result.exit_code == 0 and json.loads(result.stdout)["prefill_chunk"] == 5

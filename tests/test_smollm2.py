@@ -78,3 +78,30 @@ def test_int4_bundle_is_small(smollm2):
         return sum(e["bytes"] for e in manifest.read(smollm2[1][quant])["files"].values())
 
     assert size("int4") <= 0.2 * size("fp32")
+
+
+TEXTS = ["Permission is hereby granted, free of charge, to any person", "Abnormality of the kidney is",
+         "Hello  world\n\nnew line", "naïve café – 42"]
+
+
+def test_genai_tokenizer_and_greedy_text_equal_edgemodes(smollm2, tmp_path):
+    """An app on genai's bindings tokenizes with og.Tokenizer and generates from the same bundle."""
+    from click.testing import CliRunner
+
+    from edgemode.cli import cli
+    from edgemode.runtime.genai_folder import overlay, write
+    from test_genai import genai
+
+    for quant, bundle in smollm2[1].items():
+        folder = tmp_path / quant
+        write(bundle, folder)
+        requests = [{"texts": TEXTS}] + [{"overlay": overlay(d), "prompt_text": TEXTS[0], "new_tokens": 32} for d in ([], ["legal"])]
+        tokenized, *generated = genai(folder, requests)
+        engine = Engine.load(bundle, [])
+        assert tokenized["ids"] == [engine.encode(text) for text in TEXTS]
+        assert tokenized["decoded"] == TEXTS
+        for domains, answer in zip(([], ["legal"]), generated):
+            run = CliRunner().invoke(cli, ["run", str(bundle), "--domains", ",".join(domains), "--prompt", TEXTS[0],
+                                           "--max-new-tokens", "32"])
+            assert run.exit_code == 0, run.output
+            assert answer["text"].strip() and answer["text"] == run.stdout.removesuffix("\n"), (quant, domains)

@@ -17,6 +17,14 @@ def load(args):
     return generate
 
 
+def score(args):
+    from edgemode.runtime.engine import Engine
+
+    engine = Engine.load(args.model, [d for d in args.domains.split(",") if d], threads=args.threads)
+    return lambda ids: engine.logits(ids, chunk=len(ids))  # one chunk: every position in one session run
+
+
 if __name__ == "__main__":
     harness.main(load, ["edgemode", "onnxruntime"],
-                 lambda p: p.add_argument("--domains", default="", help="comma-separated; empty: backbone only"))
+                 lambda p: p.add_argument("--domains", default="", help="comma-separated; empty: backbone only"),
+                 score)

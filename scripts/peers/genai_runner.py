@@ -5,12 +5,18 @@ import json
 import harness
 
 
-def load(args):
+def _model(args):
     import onnxruntime_genai as og
 
     config = og.Config(args.model)
     config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": args.threads}}}}))
-    model = og.Model(config)
+    return og.Model(config)
+
+
+def load(args):
+    import onnxruntime_genai as og
+
+    model = _model(args)
 
     def generate(prompt_ids, n, on_token):
         params = og.GeneratorParams(model)
@@ -26,5 +32,21 @@ def load(args):
     return generate
 
 
+def score(args):
+    import onnxruntime_genai as og
+
+    model = _model(args)
+
+    def logits_of(ids):
+        params = og.GeneratorParams(model)
+        params.set_search_options(max_length=len(ids) + 1, do_sample=False)
+        generator = og.Generator(model, params)
+        generator.append_tokens(ids)  # one prefill run; its "logits" output holds every position: (1, len(ids), vocab)
+        logits = generator.get_output("logits")
+        return logits.reshape(logits.shape[-2], logits.shape[-1])
+
+    return logits_of
+
+
 if __name__ == "__main__":
-    harness.main(load, ["onnxruntime-genai", "onnxruntime"])
+    harness.main(load, ["onnxruntime-genai", "onnxruntime"], score=score)

@@ -22,5 +22,23 @@ def load(args):
     return generate
 
 
+def score(args):
+    import numpy as np
+    from llama_cpp import Llama
+
+    texts = json.loads(args.score.read_text())
+    longest = max(map(len, texts.values()))
+    # logits_all keeps every position's logits; one batch of the whole text
+    llm = Llama(args.model, n_ctx=longest, n_batch=longest, n_ubatch=longest, logits_all=True,
+                n_threads=args.threads, n_threads_batch=args.threads, verbose=False)
+
+    def logits_of(ids):
+        llm.reset()
+        llm.eval(ids)
+        return np.array(llm.scores[: len(ids)])
+
+    return logits_of
+
+
 if __name__ == "__main__":
-    harness.main(load, ["llama-cpp-python"])
+    harness.main(load, ["llama-cpp-python"], score=score)

@@ -3,7 +3,7 @@
 import harness
 
 
-def load(args):
+def _model(args):
     import onnxruntime as ort
     import torch
     from optimum.onnxruntime import ORTModelForCausalLM
@@ -12,7 +12,13 @@ def load(args):
     options.intra_op_num_threads = args.threads
     options.inter_op_num_threads = 1
     torch.set_num_threads(args.threads)  # generate()'s logits processing runs in torch
-    model = ORTModelForCausalLM.from_pretrained(args.model, session_options=options, provider="CPUExecutionProvider")
+    return ORTModelForCausalLM.from_pretrained(args.model, session_options=options, provider="CPUExecutionProvider")
+
+
+def load(args):
+    import torch
+
+    model = _model(args)
 
     def generate(prompt_ids, n, on_token):
         ids = torch.tensor([prompt_ids])
@@ -24,5 +30,18 @@ def load(args):
     return generate
 
 
+def score(args):
+    import torch
+
+    model = _model(args)
+
+    def logits_of(ids):
+        ids = torch.tensor([ids])
+        with torch.inference_mode():  # one run of the decoder with an empty past: logits at every position
+            return model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0].numpy()
+
+    return logits_of
+
+
 if __name__ == "__main__":
-    harness.main(load, ["onnxruntime", "optimum-onnx", "transformers"])
+    harness.main(load, ["onnxruntime", "optimum-onnx", "transformers"], score=score)

@@ -21,5 +21,19 @@ def load(args):
     return generate
 
 
+def score(args):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(args.threads)
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).eval()
+
+    def logits_of(ids):
+        with torch.inference_mode():  # one forward pass over all positions
+            return model(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long)).logits[0].numpy()
+
+    return logits_of
+
+
 if __name__ == "__main__":
-    harness.main(load, ["torch", "transformers"])
+    harness.main(load, ["torch", "transformers"], score=score)
