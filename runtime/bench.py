@@ -63,7 +63,7 @@ def bench(bundle, domains, prompt_tokens: int = 128, new_tokens: int = 64, threa
         gaps = np.diff(stamps)
         per_token += (gaps * 1000).tolist()
         rates.append(len(gaps) / (stamps[-1] - stamps[0]))
-    peak_rss = peak_rss_mb()
+    peak_rss, graph_bytes = peak_rss_mb(), engine.loaded_graph_bytes
     switch_s = {}  # S = {} -> {d1} -> {d1,d2} -> ...: each switch composes and loads the next set
     engine.set_domains([])
     bundle_domains = engine.manifest["domains"]
@@ -79,7 +79,7 @@ def bench(bundle, domains, prompt_tokens: int = 128, new_tokens: int = 64, threa
         "decode_tok_s": float(np.median(rates)),
         "p95_token_ms": float(np.percentile(per_token, 95)),
         "peak_rss_mb": peak_rss,
-        "graph_bytes": engine.loaded_graph_bytes,
+        "graph_bytes": graph_bytes,
         "domains": list(domains),
         "prompt_tokens": prompt_tokens,
         "new_tokens": new_tokens,

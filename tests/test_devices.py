@@ -113,6 +113,7 @@ def test_plan_and_bench_cli(bundles):
     result = runner.invoke(cli, ["bench", str(bundles["int4"]), "--prompt-tokens", "16", "--new-tokens", "2",
                                  "--repeat", "1", "--prefill-chunk", "5", "--json"])
     assert result.exit_code == 0 and json.loads(result.stdout)["prefill_chunk"] == 5
+    assert measured["graph_bytes"] < json.loads(result.stdout)["graph_bytes"]  # {a} loads less than {a,b}
     result = runner.invoke(cli, ["bench", str(bundles["int4"]), "--prompt-tokens", "16", "--prefill-chunk", "0"])
     assert result.exit_code == 1 and "prefill_chunk must be an integer >= 1" in result.stderr
 
