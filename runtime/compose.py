@@ -46,10 +46,10 @@ class _Composed:
         self.nodes.append(helper.make_node(op_type, inputs, [output], name=output, **attrs))
         return output
 
-    def add(self, file: str, connect: dict[str, str], expect: dict[str, int | None]) -> None:
+    def add(self, file: str, connect: dict[str, str], expect: dict[str, int | None], first: bool = False) -> None:
         """Add component graph `file`, its names prefixed, with the inputs and outputs in `connect`
         wired to names of the composed graph. `expect` maps names the component must have to the
-        width of their last axis (None: any)."""
+        width of their last axis (None: any). `first` puts its nodes at the front of the list."""
         path = resolve(self.bundle, file)
         try:
             graph = onnx.load(str(path), load_external_data=False)
@@ -66,7 +66,8 @@ class _Composed:
             node.name = prefix + node.name
             node.input[:] = [rename(n) for n in node.input]
             node.output[:] = [rename(n) for n in node.output]
-            self.nodes.append(node)
+        self.nodes[0:0] = graph.graph.node if first else []
+        self.nodes += [] if first else graph.graph.node
         for tensor in graph.graph.initializer:
             for entry in tensor.external_data:
                 if entry.key == "location" and entry.value not in self.manifest["files"]:
@@ -146,6 +147,11 @@ def compose(bundle: Path, manifest: dict, domains: list[str], with_embedding: bo
         c.inputs.append(helper.make_tensor_value_info(keep, TensorProto.INT64, [1]))
         x = c.op("Slice", [x, c.op("Neg", [keep], "head.first"), c.const([INT64_MAX]), c.const([1])], "head.kept")
         shape[1] = "logits_to_keep"
-    c.add(graphs["head"], {names.HIDDEN: x, names.LOGITS: names.LOGITS}, {names.HIDDEN: hidden, names.LOGITS: vocab})
+    # The head's nodes go first in the list (onnxruntime sorts the graph itself): onnxruntime
+    # prepacks weights in list order, and the head's 8-bit packing needs a temporary buffer of the
+    # head's size. Packed first, that buffer comes and goes before the decoder's weights are
+    # resident (measured on SmolLM2 int4: peak RSS at load 252 -> 222 MB, 262 -> 234 with experts).
+    c.add(graphs["head"], {names.HIDDEN: x, names.LOGITS: names.LOGITS}, {names.HIDDEN: hidden, names.LOGITS: vocab},
+          first=True)
     c.outputs.insert(0, helper.make_tensor_value_info(names.LOGITS, TensorProto.FLOAT, shape))
     return c.model(names.component(names.composed_file(domains)))

@@ -366,7 +366,7 @@ def markdown(summary: dict, configs: dict, new_tokens: int, with_quality: bool, 
     if with_ids:
         header += f" leading ids = PyTorch (of {new_tokens}) |"
     if with_quality:
-        header += "".join(f" ppl vs fp32, {t} |" for t in TEXTS) + "".join(f" top-1 = fp32, {t} |" for t in TEXTS)
+        header += "".join(f" ppl vs fp32 ref, {t} |" for t in TEXTS) + "".join(f" top-1 vs fp32 ref, {t} |" for t in TEXTS)
     lines = [header, "|---|" + "---:|" * (header.count("|") - 2)]
     for name, row in summary.items():
         line = (f"| {configs[name]['label']} | {row['ttft_ms']:.0f} | {row['decode_tok_s']:.1f} "
@@ -381,7 +381,7 @@ def markdown(summary: dict, configs: dict, new_tokens: int, with_quality: bool, 
             elif q["reference"] == name:
                 line += " (reference) |" * (2 * len(TEXTS))
             else:
-                line += "".join(f" {100 * q[t]['ppl_delta']:+.1f}% |" for t in TEXTS)
+                line += "".join(f" {round(100 * q[t]['ppl_delta'], 1) + 0.0:+.1f}% |" for t in TEXTS)  # no -0.0%
                 line += "".join(f" {q[t]['top1']:.2f} |" for t in TEXTS)
         lines.append(line)
     return "\n".join(lines)
@@ -396,8 +396,8 @@ def quality_caption(texts: dict, scores: dict, references: dict, configs: dict) 
             f"text (`edgemode.train.data.text(..., \"heldout\")`, tokenized once by the bundle's SmolLM2 tokenizer, "
             f"`Engine.encode`), the same ids for every engine, scored at "
             + " and ".join(f"{n} {t}" for t, n in positions.items()) + " positions; each engine computes the logits "
-            f"of every position in one pass, once per config, in its own untimed process. ppl vs fp32 = perplexity / "
-            f"reference perplexity - 1; top-1 = fp32 = fraction of positions whose argmax equals the reference's. "
+            f"of every position in one pass, once per config, in its own untimed process. ppl vs fp32 ref = perplexity / "
+            f"reference perplexity - 1; top-1 vs fp32 ref = fraction of positions whose argmax equals the reference's. "
             f"The reference is PyTorch eager fp32 (the backbone alone) for every row except S={{legal}} and "
             f"S={{legal,med}}, whose reference is the edgemode fp32 bundle with the same domains (exported from the "
             f"same model; PyTorch fp32 has no experts). Reference perplexities: {refs}.")
