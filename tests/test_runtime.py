@@ -148,6 +148,7 @@ def test_runtime_generates_without_torch_or_transformers(bundles):
         engine = Engine.load({str(bundles['int4'])!r}, ["a"])
         ids = list(engine.generate_ids([1, 2, 3], max_new_tokens=4))
         assert len(ids) >= 1, ids
+        assert "onnx" not in sys.modules, "composing imported all of onnx, not just its protobuf classes"
         try:
             import torch
         except ImportError:
