@@ -4,6 +4,11 @@
           + KV cache (every layer that runs, expert layers included, at the planned context)
           + activations (one prefill chunk) + runtime (interpreter, onnxruntime, tokenizer)
 
+The runtime runs a domain set as one composed session. A switch releases the previous session
+before it makes the next, so it needs no more than a load; only while a request still runs on the
+previous set do both sessions stay resident, which `switch_bytes` (that set's weights and KV
+cache, for a set of the same size) reports apart from the total.
+
 Standard library only: the runtime uses it to refuse loads that would not fit, and nothing here
 materialises weights, so 1.8B and 3.25B backbones plan instantly. The constants marked
 "measured" come from `edgemode bench` (see scripts/planner_accuracy.py).
@@ -122,6 +127,7 @@ def plan(shape: Shape, domains: int, quantization: dict, context: int, budget_by
         "components": {k: int(v) for k, v in components.items()},
         "weights_bytes": int(weights), "kv_bytes": int(kv), "activation_bytes": int(activations),
         "runtime_bytes": RUNTIME_BYTES, "total_bytes": int(total),
+        "switch_bytes": int(weights + kv),
     }
     if budget_bytes is not None:
         result.update(budget_bytes=budget_bytes, fits=total <= budget_bytes)

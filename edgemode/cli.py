@@ -363,6 +363,8 @@ def plan(path, device, domains, shape, blocks, expert_layers, quant, context, as
     click.echo(f"  runtime             {mib(result['runtime_bytes'])}")
     click.echo(f"  total               {mib(result['total_bytes'])}  of {mib(profile['budget_bytes']).strip()}: "
                + ("fits" if result["fits"] else "DOES NOT FIT"))
+    click.echo(f"  a domain switch needs no more, unless a request still runs on the previous set: "
+               f"+{result['switch_bytes'] / 2**20:.1f} MiB until it ends")
     for hint in result.get("suggestions", []):
         click.echo(f"  would fit with: {hint}")
 

@@ -205,6 +205,13 @@ class Engine:
             previous = weakref.ref(self.decoder) if self.decoder else None
             self.decoder = None  # freed now unless a running request holds it
             release_freed_memory()
+            held = previous() if previous else None
+            if held is not None and self.device:
+                try:
+                    _check_budget(self.manifest, self.device, domains, held=held.domains)
+                except EdgemodeError:
+                    self.decoder = held
+                    raise
             try:
                 self.decoder = Decoder(graph, self.manifest, domains, self.options)
             except BaseException:
@@ -324,12 +331,20 @@ def _check_domains(manifest: dict, domains) -> list[str]:
     return check_domains(manifest["domains"], domains, "this bundle")
 
 
-def _check_budget(manifest: dict, device: dict, domains: list[str]) -> None:
+def _check_budget(manifest: dict, device: dict, domains: list[str], held: list[str] | None = None) -> None:
+    """Refuse what the plan says would not fit the device; `held`: a set whose session a running
+    request keeps through the switch."""
     context = min(int(manifest["max_context"]), device["max_context"])
-    needed = planner.plan(planner.shape_of_bundle(manifest), len(domains), manifest["quantization"], context,
-                          device["budget_bytes"])
+    plan = lambda d: planner.plan(planner.shape_of_bundle(manifest), len(d), manifest["quantization"], context,  # noqa: E731
+                                  device["budget_bytes"])
+    needed, budget = plan(domains), device["budget_bytes"]
     if not needed["fits"]:
         raise EdgemodeError(
             f"{len(domains)} domain(s) at {context} tokens need {needed['total_bytes'] / 2**20:.0f} MiB, over the "
-            f"{device['profile']} budget of {device['budget_bytes'] / 2**20:.0f} MiB; try {'; or '.join(needed['suggestions'])}"
+            f"{device['profile']} budget of {budget / 2**20:.0f} MiB; try {'; or '.join(needed['suggestions'])}"
         )
+    if held is not None and needed["total_bytes"] + plan(held)["switch_bytes"] > budget:
+        both = needed["total_bytes"] + plan(held)["switch_bytes"]
+        raise EdgemodeError(
+            f"a request still runs on {{{','.join(held)}}}: switching now would hold both sets' sessions, "
+            f"{both / 2**20:.0f} MiB, over the {device['profile']} budget of {budget / 2**20:.0f} MiB; switch when it ends")

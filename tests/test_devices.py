@@ -81,7 +81,12 @@ def test_engine_refuses_over_budget_and_keeps_its_state(tmp_path, bundles):
     with pytest.raises(EdgemodeError, match="budget"):
         engine.set_domains(DOMAINS)
     assert engine.domains == ["a"] and engine.decoder.domains == ["a"]
-    engine.set_domains(["b"])  # the same count still fits
+    request = engine.new_cache(16)  # holds {a}'s session through a switch
+    with pytest.raises(EdgemodeError, match="a request still runs on {a}"):
+        engine.set_domains(["b"])
+    assert engine.domains == ["a"] and engine.decoder is request.decoder
+    del request
+    engine.set_domains(["b"])  # the same count fits once nothing holds the previous session
 
 
 def test_export_refuses_what_cannot_fit_and_writes_nothing(tmp_path, model_dir, bundles):
