@@ -115,6 +115,9 @@ def read(bundle: str | Path) -> dict:
     for what, value in (("layout.blocks", blocks), ("layout.expert_sources", sources)):
         _require(isinstance(value, list) and value and all(isinstance(b, list) and b and all(map(_is_int, b)) for b in value), what)
     _require(len(sources) == len(blocks), "layout.expert_sources per block")
+    _require([layer for block in blocks for layer in block] == list(range(backbone["num_layers"])),
+             "layout.blocks must split the backbone's layers in order")
+    _require(len({len(s) for s in sources}) == 1, "layout.expert_sources: the same expert layers per block")
     graphs = manifest.get("graphs")
     _require(isinstance(graphs, dict), "graphs is not a table")
     experts = graphs.get("experts")
@@ -126,7 +129,8 @@ def read(bundle: str | Path) -> dict:
     for name in graph_files(manifest) + [manifest.get("tokenizer")]:
         _require(isinstance(name, str) and name in files, f"{name!r} is not listed in files")
     table = manifest.get("embedding_table")
-    _require(isinstance(table, dict) and table.get("file") in files, "embedding_table.file is not listed in files")
+    _require(isinstance(table, dict) and isinstance(table.get("file"), str) and table["file"] in files,
+             "embedding_table.file is not listed in files")
     extents = embedding_table_extents(table, backbone["vocab_size"], backbone["hidden_size"])
     _require(all(offset + length <= files[table["file"]]["bytes"] for offset, length in extents.values()),
              "embedding_table reaches past the end of its file")
@@ -153,7 +157,7 @@ def embedding_table_extents(table: dict, vocab: int, hidden: int) -> dict:
     return {t: (table[t], length) for t, length in tensors.items()}
 
 
-BACKBONE_SHAPE = ("hidden_size", "num_layers", "num_heads", "kv_heads", "head_dim", "vocab_size")
+BACKBONE_SHAPE = ("hidden_size", "num_layers", "num_heads", "kv_heads", "head_dim", "kv_head_dim", "vocab_size")
 
 
 def _is_int(value) -> bool:

@@ -169,6 +169,24 @@ def test_manifest_without_model_type_and_domains_none_are_refused(tmp_path, bund
         Engine.load(bundle, [])
 
 
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m["embedding_table"].update(file=["embedding.onnx.data"]), "embedding_table.file"),
+    (lambda m: m["backbone"].pop("kv_head_dim"), "backbone shape"),
+    (lambda m: m["layout"].update(blocks=m["layout"]["blocks"][::-1]), "split the backbone's layers in order"),
+    (lambda m: m["layout"]["expert_sources"][0].pop(), "the same expert layers per block"),
+], ids=["table file a list", "no kv_head_dim", "blocks out of order", "uneven expert layers"])
+def test_manifest_edits_the_composer_would_trip_on_are_refused(tmp_path, bundles, edit, message):
+    # found by scripts/fuzz_bundle.py: each crashed (TypeError, KeyError) instead of a clear error
+    bundle = tmp_path / "b"
+    shutil.copytree(bundles["fp32"], bundle)
+    path = bundle / bundle_manifest.MANIFEST
+    manifest = json.loads(path.read_text())
+    edit(manifest)
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=message):
+        Engine.load(bundle, DOMAINS)
+
+
 def test_corrupt_training_progress_is_a_clear_error(tmp_path):
     from edgemode.train.trainer import Checkpoint, Schedule
 
