@@ -187,6 +187,24 @@ def test_manifest_edits_the_composer_would_trip_on_are_refused(tmp_path, bundles
         Engine.load(bundle, DOMAINS)
 
 
+def test_a_graph_pointing_outside_the_bundles_files_is_refused(tmp_path, bundles):
+    import onnx
+
+    bundle = tmp_path / "b"
+    shutil.copytree(bundles["fp32"], bundle)
+    graph = onnx.load(str(bundle / "backbone.block0.onnx"), load_external_data=False)
+    for entry in graph.graph.initializer[0].external_data:
+        if entry.key == "location":
+            entry.value = "../../etc/passwd"
+    onnx.save(graph, str(bundle / "backbone.block0.onnx"))
+    path = bundle / bundle_manifest.MANIFEST
+    manifest = json.loads(path.read_text())  # a consistent manifest: sizes and sha256 match the edit
+    manifest["files"].update(bundle_manifest.describe_files(bundle, ["backbone.block0.onnx"]))
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="not a file of this bundle"):
+        Engine.load(bundle, [], verify=True)
+
+
 def test_corrupt_training_progress_is_a_clear_error(tmp_path):
     from edgemode.train.trainer import Checkpoint, Schedule
 
