@@ -278,9 +278,15 @@ def bench(bundle, domains, prompt_tokens, new_tokens, threads, repeat, prefill_c
     if as_json:
         click.echo(json.dumps(result))
         return
-    m = result["machine"]
-    click.echo(f"bundle      {bundle} ({result['quantization']}), domains {{{','.join(result['domains'])}}}")
-    click.echo(f"machine     {m['cpu']}, {m['cores']} cores, {m['arch']}, onnxruntime {m['onnxruntime']}")
+    m, q = result["machine"], result["quantization"]
+    settings = f", accuracy level {q['accuracy_level']}" if q["weights"] == "int4" else ""
+    click.echo(f"bundle      {bundle} ({q['weights']}{settings}), domains {{{','.join(result['domains'])}}}")
+    click.echo(f"machine     {m['cpu']}, {m['cores']} cores, {m['arch']} ({' '.join(m['cpu_features']) or 'no int8 kernel features'}), "
+               f"onnxruntime {m['onnxruntime']} on {result['execution_provider']}")
+    if q["weights"] == "int4":
+        click.echo(f"int4 path   {m['int4_compute']} activations"
+                   + (" (FALLBACK: this CPU lacks the int8 kernels' features; slower, and not the numerics the bundle was checked with)"
+                      if m["int4_compute"] == "fp32" else ""))
     click.echo(f"load        {result['load_s']:.2f} s   ({result['graph_bytes'] / 1e6:.1f} MB of graphs)")
     click.echo(f"first token {result['ttft_ms']:.1f} ms   ({prompt_tokens}-token prompt)")
     click.echo(f"decode      {result['decode_tok_s']:.1f} tok/s   (p95 {result['p95_token_ms']:.2f} ms/token)")
@@ -300,10 +306,12 @@ def devices(as_json):
     if as_json:
         click.echo(json.dumps(found, indent=2))
         return
-    click.echo(f"{'profile':22s} {'budget':>9s} {'threads':>7s} {'context':>7s}  {'quant':6s} name")
+    from edgemode.devices.cpu import int4_compute
+
+    click.echo(f"{'profile':22s} {'budget':>9s} {'threads':>7s} {'context':>7s}  {'quant':6s} {'int4 path':9s} name")
     for p in found:
         click.echo(f"{p['profile']:22s} {p['budget_bytes'] / 2**30:7.2f}Gi {p['threads']:7d} {p['max_context']:7d}  "
-                   f"{p['quantization']['weights']:6s} {p['name']}")
+                   f"{p['quantization']['weights']:6s} {int4_compute(p['arch'], p['cpu_features']):9s} {p['name']}")
 
 
 @cli.command()
@@ -321,7 +329,7 @@ def plan(path, device, domains, shape, blocks, expert_layers, quant, context, as
     """Plan the memory of PATH (a MoDE model directory or bundle) or --shape on --device."""
     from dataclasses import replace
 
-    from edgemode.devices import planner, profiles
+    from edgemode.devices import cpu, planner, profiles
 
     profile = profiles.load(device)
     quantization = dict(profile["quantization"])
@@ -349,6 +357,10 @@ def plan(path, device, domains, shape, blocks, expert_layers, quant, context, as
     result = planner.plan(model_shape, len(_domains(domains)), quantization, longest if context is None else context,
                           profile["budget_bytes"])
     result["device"] = profile["profile"]
+    result["int4_compute"] = cpu.int4_compute(profile["arch"], profile["cpu_features"])
+    warning = profiles.int4_fallback_warning(profile) if quantization["weights"] == "int4" else None
+    if warning:
+        click.echo(f"edgemode: warning: {warning}", err=True)
     if as_json:
         click.echo(json.dumps(result))
         return

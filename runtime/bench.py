@@ -8,7 +8,6 @@ bundle's domains, timing each switch, and the peak during the switches is report
 
 from __future__ import annotations
 
-import os
 import platform
 import resource
 import time
@@ -16,7 +15,7 @@ import time
 import numpy as np
 import onnxruntime as ort
 
-from edgemode.devices import planner
+from edgemode.devices import cpu, planner
 from edgemode.runtime.engine import Engine
 
 
@@ -36,14 +35,9 @@ def peak_rss_mb() -> float:
 
 
 def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith(("model name", "Model"))), cpu)
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "arch": platform.machine(), "onnxruntime": ort.__version__,
-            "python": platform.python_version()}
+    """This machine as benchmarks report it: CPU, the features that pick onnxruntime's int4 kernels
+    and the compute path they imply, onnxruntime's version."""
+    return {**cpu.this_machine(), "onnxruntime": ort.__version__, "python": platform.python_version()}
 
 
 def bench(bundle, domains, prompt_tokens: int = 128, new_tokens: int = 64, threads: int | None = None,
@@ -86,6 +80,7 @@ def bench(bundle, domains, prompt_tokens: int = 128, new_tokens: int = 64, threa
         "threads": threads,
         "repeat": repeat,
         "prefill_chunk": prefill_chunk,
-        "quantization": engine.manifest["quantization"]["weights"],
+        "quantization": engine.manifest["quantization"],
+        "execution_provider": engine.execution_provider,
         "machine": machine(),
     }

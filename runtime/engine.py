@@ -73,13 +73,22 @@ def release_freed_memory() -> None:
         malloc_trim(0)
 
 
+def execution_providers(profile: dict | None) -> list[str]:
+    """The device profile's first execution provider that this onnxruntime has, then the CPU's
+    (which runs whatever the first cannot)."""
+    available = ort.get_available_providers()
+    first = next((p for p in (profile or {}).get("execution_providers", []) if p in available), "CPUExecutionProvider")
+    return list(dict.fromkeys([first, "CPUExecutionProvider"]))
+
+
 class Decoder:
     """The composed decoder of one active domain set, in one onnxruntime session."""
 
-    def __init__(self, graph: bytes, manifest: dict, domains: list[str], options: ort.SessionOptions):
+    def __init__(self, graph: bytes, manifest: dict, domains: list[str], options: ort.SessionOptions,
+                 providers: list[str]):
         self.domains = domains
         try:
-            self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(graph, options, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types
             raise bundle_manifest.BundleError(
                 f"the bundle's graphs for domains {{{','.join(domains)}}} do not load: {first_line(e)}") from None
@@ -131,6 +140,7 @@ class Engine:
 
     def __init__(self, bundle: Path, manifest: dict, options: ort.SessionOptions, verify: bool, device: dict | None):
         self.bundle, self.manifest, self.options, self.verify, self.device = bundle, manifest, options, verify, device
+        self.providers = execution_providers(device)
         self.max_context = min(int(manifest["max_context"]), device["max_context"] if device else 1 << 62)
         try:
             self.tokenizer = Tokenizer.from_file(str(bundle_manifest.resolve(bundle, manifest["tokenizer"])))
@@ -213,12 +223,18 @@ class Engine:
                     self.decoder = held
                     raise
             try:
-                self.decoder = Decoder(graph, self.manifest, domains, self.options)
+                self.decoder = Decoder(graph, self.manifest, domains, self.options, self.providers)
             except BaseException:
                 if previous:
-                    self.decoder = previous() or Decoder(self._graph(self.domains), self.manifest, self.domains, self.options)
+                    self.decoder = previous() or Decoder(self._graph(self.domains), self.manifest, self.domains,
+                                                         self.options, self.providers)
                 raise
             self.domains = domains
+
+    @property
+    def execution_provider(self) -> str:
+        """The provider the session runs on first (the CPU's runs what it cannot)."""
+        return self.decoder.session.get_providers()[0]
 
     def _graph(self, domains: list[str]) -> bytes:
         return compose(self.bundle, self.manifest, domains, with_embedding=False).SerializeToString()

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from edgemode import EdgemodeError
 from edgemode.bundle import manifest as bundle_manifest
 from edgemode.cli import cli
-from edgemode.devices import planner, profiles
+from edgemode.devices import cpu, planner, profiles
 from edgemode.export import export
 from edgemode.runtime import Engine
 
@@ -23,6 +23,34 @@ def test_every_profile_is_complete_and_sourced(name):
     profile = profiles.load(name)
     assert 0 < profile["budget_bytes"] < profile["ram_bytes"]
     assert profile["sources"] and profile["execution_providers"][-1] == "CPUExecutionProvider"
+
+
+def test_int4_compute_path_follows_the_cpus_features():
+    assert cpu.int4_compute("arm64", ["asimddp", "i8mm"]) == "int8"
+    assert cpu.int4_compute("arm64", ["sve"]) == "fp32"  # Cortex-A72/A53: no dot product
+    assert cpu.int4_compute("x86_64", ["avx2"]) == "int8" and cpu.int4_compute("x86_64", []) == "fp32"
+    assert cpu.arch_name("aarch64") == "arm64" and cpu.arch_name("AMD64") == "x86_64"
+    here = cpu.this_machine()
+    assert here["arch"] in cpu.KERNEL_FEATURES and set(here["cpu_features"]) <= set(cpu.KERNEL_FEATURES[here["arch"]])
+
+
+def test_plan_warns_where_int4_would_fall_back_to_fp32():
+    runner = CliRunner()
+    board = runner.invoke(cli, ["plan", "--device", "arm64-2gb", "--shape", "smollm2-135m", "--domains", "", "--json"])
+    assert board.exit_code == 0 and "lacks asimddp" in board.stderr and json.loads(board.stdout)["int4_compute"] == "fp32"
+    pi = runner.invoke(cli, ["plan", "--device", "rpi5-4gb", "--shape", "smollm2-135m", "--domains", "", "--json"])
+    assert pi.exit_code == 0 and pi.stderr == "" and json.loads(pi.stdout)["int4_compute"] == "int8"
+
+
+def test_the_engine_runs_on_the_profiles_first_available_provider(tmp_path, bundles):
+    import onnxruntime as ort
+
+    profile = profiles.load("pixel8") | {"budget_bytes": 1 << 34, "max_context": 128}  # Xnnpack first, then CPU
+    path = tmp_path / "phone.json"
+    path.write_text(json.dumps(profile))
+    engine = Engine.load(bundles["int4"], ["a"], device=str(path))
+    expected = "XnnpackExecutionProvider" if "XnnpackExecutionProvider" in ort.get_available_providers() else "CPUExecutionProvider"
+    assert engine.execution_provider == expected
 
 
 def test_expected_targets_are_present():
@@ -37,6 +65,11 @@ def test_bad_profiles_are_clear_errors(tmp_path):
     bad.write_text(json.dumps({"name": "x", "budget_bytes": "lots"}))
     with pytest.raises(EdgemodeError, match="budget_bytes"):
         profiles.load(str(bad))
+    for change, message in (({"threads": 8}, "threads at most cores"), ({"arch": "riscv64"}, "arch must be one of"),
+                            ({"cpu_features": [1]}, "lists of names")):
+        bad.write_text(json.dumps(profiles.load("rpi5-4gb") | change))
+        with pytest.raises(EdgemodeError, match=message):
+            profiles.load(str(bad))
 
 
 def test_plan_counts_expert_layers_in_the_kv_cache_and_weights():
@@ -115,6 +148,8 @@ def test_plan_and_bench_cli(bundles):
     assert measured["prefill_chunk"] == planner.PREFILL_CHUNK
     assert list(measured["switch_s"]) == ["a", "a,b"] and all(s > 0 for s in measured["switch_s"].values())
     assert measured["switch_peak_rss_mb"] >= measured["peak_rss_mb"]
+    assert measured["quantization"]["accuracy_level"] == 4 and measured["execution_provider"] == "CPUExecutionProvider"
+    assert measured["machine"]["int4_compute"] in ("int8", "fp32") and "cpu_features" in measured["machine"]
     result = runner.invoke(cli, ["bench", str(bundles["int4"]), "--prompt-tokens", "16", "--new-tokens", "2",
                                  "--repeat", "1", "--prefill-chunk", "5", "--json"])
     assert result.exit_code == 0 and json.loads(result.stdout)["prefill_chunk"] == 5

@@ -65,7 +65,7 @@ def test_failed_set_domains_changes_nothing(bundles, monkeypatch):
             engine.set_domains(bad)
         assert engine.domains == ["a"] and engine.decoder is before
 
-    def refuse(self, graph, manifest, domains, options):
+    def refuse(self, graph, manifest, domains, options, providers):
         raise EdgemodeError("no session today")
 
     original = engine_module.Decoder.__init__
