@@ -247,15 +247,22 @@ class Engine:
 
     def new_cache(self, capacity: int) -> KVCache:
         """A request of up to `capacity` tokens with the domains active now."""
+        _check_positive("capacity", capacity)
         if capacity > self.max_context:
             raise EdgemodeError(f"{capacity} tokens exceed this bundle's context of {self.max_context} tokens")
         with self._lock:
             self._check_open()
             return KVCache(self.decoder, capacity)
 
-    def forward(self, token_ids: np.ndarray, cache: KVCache, last_only: bool = False) -> np.ndarray:
+    def forward(self, token_ids, cache: KVCache, last_only: bool = False) -> np.ndarray:
         """Logits (n, vocab) for the next tokens after `cache`, which grows by n = len(token_ids);
         with `last_only`, (1, vocab) for the last of them."""
+        return self._step(self._check_ids(token_ids), cache, last_only)
+
+    def _step(self, token_ids: np.ndarray, cache: KVCache, last_only: bool) -> np.ndarray:
+        """`forward` for ids already checked."""
+        if not isinstance(cache, KVCache):
+            raise EdgemodeError("cache must come from engine.new_cache")
         with self._lock:
             self._check_open()
             n = len(token_ids)
@@ -272,8 +279,9 @@ class Engine:
     def logits(self, token_ids, chunk: int = 256) -> np.ndarray:
         """Logits for every position of `token_ids`, prefilled `chunk` tokens at a time."""
         token_ids = self._check_ids(token_ids)
+        _check_positive("chunk", chunk)
         cache = self.new_cache(len(token_ids))
-        return np.concatenate([self.forward(token_ids[i : i + chunk], cache) for i in range(0, len(token_ids), chunk)])
+        return np.concatenate([self._step(token_ids[i : i + chunk], cache, False) for i in range(0, len(token_ids), chunk)])
 
     def _check_ids(self, token_ids) -> np.ndarray:
         ids = np.asarray(token_ids)
@@ -305,9 +313,8 @@ class Engine:
         Generation also stops when the context is full; the KV cache is sized to the prompt plus
         `max_new_tokens` (within the bundle's context), never to the model's whole context.
         """
-        for name, value in (("max_new_tokens", max_new_tokens), ("prefill_chunk", prefill_chunk)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise EdgemodeError(f"{name} must be an integer >= 1, got {value!r}")
+        _check_positive("max_new_tokens", max_new_tokens)
+        _check_positive("prefill_chunk", prefill_chunk)
         if not isinstance(sampling, Sampling):
             raise EdgemodeError("sampling must be an edgemode Sampling")
         if not len(prompt_ids):
@@ -321,13 +328,13 @@ class Engine:
         rng = np.random.default_rng(sampling.seed)
         cache = self.new_cache(min(self.max_context, len(ids) + max_new_tokens))
         for i in range(0, len(ids), prefill_chunk):
-            logits = self.forward(ids[i : i + prefill_chunk], cache, last_only=True)
+            logits = self._step(ids[i : i + prefill_chunk], cache, last_only=True)
         while True:
             token = choose(logits[-1], sampling, rng)
             yield token
             if token in self.eos_token_ids or cache.length - len(ids) + 1 >= max_new_tokens or cache.length >= cache.capacity:
                 return
-            logits = self.forward(np.array([token], np.int64), cache, last_only=True)
+            logits = self._step(np.array([token], np.int64), cache, last_only=True)
 
     def generate(self, prompt: str, max_new_tokens: int = 128, sampling: Sampling = Sampling()) -> Iterator[str]:
         """Stream the continuation of `prompt` as text pieces."""
@@ -341,6 +348,11 @@ class Engine:
                 continue
             yield text[len(emitted):]
             emitted = text
+
+
+def _check_positive(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise EdgemodeError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 def _check_domains(manifest: dict, domains) -> list[str]:

@@ -55,6 +55,18 @@ def test_prompt_and_token_id_errors(bundles):
         list(engine.generate_ids([1], 2, prefill_chunk=0))
     with pytest.raises(EdgemodeError, match="token ids"):
         engine.logits([])
+    with pytest.raises(EdgemodeError, match="chunk must be an integer"):
+        engine.logits([1, 2], chunk=0)
+    for capacity in (0, 2.5, "8"):
+        with pytest.raises(EdgemodeError, match="capacity must be an integer"):
+            engine.new_cache(capacity)
+    cache = engine.new_cache(8)
+    for ids in ([vocab], [-3], [[1]]):
+        with pytest.raises(EdgemodeError, match="token ids"):
+            engine.forward(ids, cache)
+    with pytest.raises(EdgemodeError, match="new_cache"):
+        engine.forward([1], object())
+    assert cache.length == 0  # refused steps leave the request as it was
 
 
 @pytest.mark.parametrize("threads", [0, -1, 3_000_000_000, "2"])
