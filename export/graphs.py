@@ -53,6 +53,13 @@ class Graph:
         self.nodes.append(helper.make_node(op_type, inputs, outputs, name=f"{op_type}_{self._count}", domain=domain, **attrs))
         return outputs[0] if len(outputs) == 1 else outputs
 
+    def skip_norm(self, x: str, residual: str, weight: str, eps: float) -> tuple[str, str]:
+        """RMSNorm(x + residual) * weight and x + residual. The mean and inverse-std outputs stay
+        unnamed, so onnxruntime does not write them (as genai's builder leaves them)."""
+        h, total = f"SkipNorm_{self._count}_h", f"SkipNorm_{self._count}_sum"
+        self.op("SkipSimplifiedLayerNormalization", [x, residual, weight], [h, "", "", total], domain="com.microsoft", epsilon=eps)
+        return h, total
+
     def linear(self, x: str, prefix: str, linear: torch.nn.Linear, pad=None, out: str | None = None) -> str:
         """x @ W^T (+ b). `pad` reshapes the weight's output or input dim for padded heads."""
         return self.packed_linear(x, prefix, [(linear, pad)], out)
@@ -154,7 +161,7 @@ def decoder_graph(name: str, backbone, layers, sources, shape: AttentionShape, r
         if pending is None:
             h = g.op("SimplifiedLayerNormalization", [x, norm_in], 1, axis=-1, epsilon=eps, stash_type=1)
         else:
-            h, _, _, x = g.op("SkipSimplifiedLayerNormalization", [pending, x, norm_in], 4, domain="com.microsoft", epsilon=eps)
+            h, x = g.skip_norm(pending, x, norm_in, eps)
         attn = layer.self_attn
         qkv = g.packed_linear(h, f"{p}.qkv_proj", [
             (attn.q_proj, pad_out(shape.num_heads)), (attn.k_proj, pad_out(shape.kv_heads)), (attn.v_proj, pad_out(shape.kv_heads))])
@@ -172,7 +179,7 @@ def decoder_graph(name: str, backbone, layers, sources, shape: AttentionShape, r
         )
         o = g.linear(a, f"{p}.o_proj", attn.o_proj, pad_in)
         norm_post = g.const(f"{p}.post_attention_layernorm.weight", _np(layer.post_attention_layernorm.weight))
-        h, _, _, x = g.op("SkipSimplifiedLayerNormalization", [o, x, norm_post], 4, domain="com.microsoft", epsilon=eps)
+        h, x = g.skip_norm(o, x, norm_post, eps)
         mlp = layer.mlp
         gate_up = g.packed_linear(h, f"{p}.mlp.gate_up_proj", [(mlp.gate_proj, None), (mlp.up_proj, None)])
         gate, up = g.op("Split", [gate_up], 2, axis=-1, num_outputs=2)
