@@ -20,6 +20,11 @@ on a random-weight Llama with the Nano-1 stand-in's shape (edgemode.devices.plan
 once under $EDGEMODE_CACHE/peers (about 7 GB fp32; its export needs about 14 GB of RAM). Speed and
 memory only (random weights have no quality to keep), and 64 prompt + 32 new tokens by default.
 
+Every engine holds its tokenizer, as an app does (edgemode's and llama.cpp's load with the model;
+the genai, PyTorch and optimum runners load theirs): its memory counts in peak RSS.
+`genai-edgemode-int4` is onnxruntime-genai running the folder `edgemode genai` writes from the int4
+bundle: the same decoder graph as edgemode's S={}, inside genai's engine.
+
 Peers live in their own virtualenvs under $EDGEMODE_CACHE/peers (default ~/.cache/edgemode/peers).
 A missing venv or peer model is built on first use, with progress on stderr; llama-cpp-python
 compiles from source (low priority, one job; tens of minutes on 2 cores) and is skipped with its
@@ -107,6 +112,7 @@ LABELS = {
     "optimum-fp32": "optimum ORTModelForCausalLM fp32",
     "genai-int4": "onnxruntime-genai int4",
     "genai-fp32": "onnxruntime-genai fp32",
+    "genai-edgemode-int4": "onnxruntime-genai on edgemode's int4 bundle S={}",
     "llamacpp-q4_1": "llama.cpp Q4_1",
 }
 # the experts' quality reference: the fp32 bundle with the same domains (PyTorch fp32 is the backbone alone)
@@ -135,6 +141,7 @@ def config_table(args) -> dict[str, dict]:
         "optimum-fp32": ("optimum", "optimum_runner.py", PEERS / "optimum-smollm2-fp32"),
         "genai-int4": ("genai", "genai_runner.py", PEERS / "genai-smollm2-int4"),
         "genai-fp32": ("genai", "genai_runner.py", PEERS / "genai-smollm2-fp32"),
+        "genai-edgemode-int4": ("genai", "genai_runner.py", PEERS / "genai-edgemode-int4"),
         "llamacpp-q4_1": ("llamacpp", "llamacpp_runner.py", PEERS / Path(GGUF_MEMBER).name),
     }
     return {name: dict(label=LABELS[name], venv=venv, runner=runner, argv=["--model", *map(str, rest)],
@@ -263,6 +270,11 @@ def ensure_model(name: str, args) -> None:
         precision = name.removeprefix("genai-")
         if not (PEERS / f"genai-smollm2-{precision}").exists():
             genai_build(PEERS / f"genai-smollm2-{precision}", args.backbone, precision)
+    elif name == "genai-edgemode-int4" and not (PEERS / "genai-edgemode-int4").exists():
+        ensure_model("edgemode-int4", args)
+        log("writing the int4 bundle as an onnxruntime-genai folder (edgemode genai)")
+        subprocess.run([str(args.venv / "bin" / "edgemode"), "genai", str(args.int4_bundle), "-o",
+                        str(PEERS / "genai-edgemode-int4"), "--domains", ""], check=True, stdout=subprocess.DEVNULL)
     elif name == "optimum-fp32" and not (PEERS / "optimum-smollm2-fp32").exists():
         log("exporting the optimum fp32 model")
         build_into(PEERS / "optimum-smollm2-fp32", lambda out: [

@@ -17,6 +17,7 @@ def load(args):
     import onnxruntime_genai as og
 
     model = _model(args)
+    tokenizer = og.Tokenizer(model)  # an app holds its tokenizer: its memory counts, as edgemode's does
 
     def generate(prompt_ids, n, on_token):
         params = og.GeneratorParams(model)
@@ -29,6 +30,7 @@ def load(args):
             generator.generate_next_token()
             on_token(int(generator.get_next_tokens()[0]))
 
+    generate.tokenizer = tokenizer
     return generate
 
 

@@ -18,7 +18,10 @@ def _model(args):
 def load(args):
     import torch
 
+    from transformers import AutoTokenizer
+
     model = _model(args)
+    tokenizer = AutoTokenizer.from_pretrained(args.model)  # an app holds its tokenizer: its memory counts
 
     def generate(prompt_ids, n, on_token):
         ids = torch.tensor([prompt_ids])
@@ -27,6 +30,7 @@ def load(args):
                        min_new_tokens=n, pad_token_id=model.config.pad_token_id,
                        streamer=harness.HFStreamer(on_token))
 
+    generate.tokenizer = tokenizer
     return generate
 
 

@@ -5,10 +5,11 @@ import harness
 
 def load(args):
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.set_num_threads(args.threads)
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(args.model)  # an app holds its tokenizer: its memory counts
 
     def generate(prompt_ids, n, on_token):
         ids = torch.tensor([prompt_ids])
@@ -18,6 +19,7 @@ def load(args):
                            min_new_tokens=n, pad_token_id=model.config.pad_token_id,
                            streamer=harness.HFStreamer(on_token))
 
+    generate.tokenizer = tokenizer
     return generate
 
 
