@@ -18,6 +18,19 @@ KERNEL_FEATURES = {
     "arm64": ("asimddp", "i8mm", "sve", "sve2"),
 }
 INT8_PATH_NEEDS = {"x86_64": "avx2", "arm64": "asimddp"}
+# arm64 features as the kernel reports them to programs: (getauxval type, bit). Under qemu-user,
+# /proc/cpuinfo is the host's, but the auxiliary vector is the emulated CPU's.
+ARM64_HWCAPS = {"asimddp": (16, 1 << 20), "sve": (16, 1 << 22), "i8mm": (26, 1 << 13), "sve2": (26, 1 << 1)}
+
+
+def _arm64_hwcaps() -> set[str]:
+    import ctypes
+
+    getauxval = getattr(ctypes.CDLL(None), "getauxval", None)
+    if getauxval is None:
+        return set()
+    getauxval.restype = ctypes.c_ulong
+    return {name for name, (kind, bit) in ARM64_HWCAPS.items() if getauxval(kind) & bit}
 
 
 def arch_name(machine: str) -> str:
@@ -44,6 +57,8 @@ def this_machine() -> dict:
     except OSError:  # not Linux: the features stay unknown
         pass
     model = model or platform.processor() or platform.machine()
+    if arch == "arm64" and platform.system() == "Linux":
+        flags = _arm64_hwcaps() | {"neon"}  # AArch64 always has Advanced SIMD; marks the features as known
     features = [f for f in KERNEL_FEATURES.get(arch, ()) if f in flags]
     return {"cpu": model, "arch": arch, "cores": os.cpu_count(), "cpu_features": features,
             "int4_compute": int4_compute(arch, features) if flags else "unknown"}

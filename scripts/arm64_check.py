@@ -35,7 +35,8 @@ What it does, in order (every step prints what it is doing; any failure is one l
    (fp32, int4): `edgemode inspect --verify`, `edgemode run --max-new-tokens 8` and
    `edgemode eval --json` for S = {}, {a}, {a,b}; and the logits of 64 tokens (32 prefilled, 32
    cached one-token steps) for each S, dumped by this script's `_logits` helper through
-   Engine.forward. x86 runs the same commands on the same files.
+   Engine.forward. x86 runs the same commands on the same files. `edgemode bench --json` must report
+   the int4 path the CPU implies (int8 with the dot product, fp32 without).
 
 Tolerances (arm vs x86, same bundle, same S):
 
@@ -101,7 +102,6 @@ INT4_LOGITS = ("rms_rel_error", 0.5)  # export/exporter.py TOLERANCES["int4"]
 TEXT_WORDS, WINDOW, PROMPT = 384, 128, "w5 w17 w42 w7"
 LOGIT_TOKENS, LOGIT_PREFILL = 64, 32
 WRONG_SCALE = 1.5
-HWCAP_ASIMDDP, HWCAP_SVE, HWCAP2_I8MM = 1 << 20, 1 << 22, 1 << 13
 EXPECT_DOTPROD = {"cortex-a76": True, "cortex-a72": False}
 CPUINFO_NOISE = re.compile(r"^(Error in cpuinfo: .*|onnxruntime (cpuid_info )?warning: .*)$")
 STARTED = time.time()
@@ -493,14 +493,16 @@ def logits_helper(argv: list[str]) -> None:
 
 
 def hwcaps(root: Path, cpu: str) -> dict:
+    from edgemode.devices.cpu import ARM64_HWCAPS  # the bits edgemode's own CPU report reads
+
     code = ("import ctypes; g = ctypes.CDLL(None).getauxval; g.restype = ctypes.c_ulong; "
-            "print(g(16), g(26))")  # AT_HWCAP, AT_HWCAP2
+            f"print(' '.join(n for n, (k, b) in {ARM64_HWCAPS!r}.items() if g(k) & b))")
     result = emu(root, ["python3", "-c", code], cpu, timeout=120)
     if result.returncode != 0:
         raise CannotRun(f"QEMU_CPU={cpu}: the emulator does not run ({describe_rc(result.returncode)}): "
                         f"{clean_stderr(result.stderr)[0].strip()[-400:]}")
-    hwcap, hwcap2 = map(int, result.stdout.split())
-    return {"dotprod": bool(hwcap & HWCAP_ASIMDDP), "sve": bool(hwcap & HWCAP_SVE), "i8mm": bool(hwcap2 & HWCAP2_I8MM)}
+    present = set(result.stdout.split())
+    return {"dotprod": "asimddp" in present, "sve": "sve" in present, "i8mm": "i8mm" in present}
 
 
 def commands(bundles: dict[str, str], text: str) -> list[tuple[tuple, list[str]]]:
@@ -717,6 +719,14 @@ def check(args, cpus: list[str], root: Path) -> int:
         side = run_side(f"aarch64 {cpu}", lambda argv: emu(root, argv, cpu), arm_bundles, f"{WORK}/text.txt",
                         f"{WORK}/arm-{cpu}.npz", [f"{WORK}/{n}" for n in ("fp32", int4_arm, "int4-acc0")],
                         f"{WORK}/arm64_check.py")
+        # `edgemode bench` must say which int4 path this CPU takes (its timings mean nothing here)
+        bench = emu(root, ["edgemode", "bench", arm_bundles["int4"], "--domains", "a", "--prompt-tokens", "8",
+                           "--new-tokens", "2", "--repeat", "1", "--json"], cpu)
+        path = json.loads(bench.stdout)["machine"]["int4_compute"] if bench.returncode == 0 else describe_rc(bench.returncode)
+        if cpu in EXPECT_DOTPROD and path != ("int8" if EXPECT_DOTPROD[cpu] else "fp32"):
+            side["failures"].append(f"aarch64 {cpu}: edgemode bench reports the int4 path {path!r}, "
+                                    f"not what this CPU's dot-product support implies")
+        side["int4_compute"] = path
         return cpu, side, load_npz(work / f"arm-{cpu}.npz")
 
     with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
@@ -731,7 +741,7 @@ def check(args, cpus: list[str], root: Path) -> int:
         seconds = sum(v["seconds"] for v in side["results"].values())
         notes.append(f"{cpu}: dotprod {'yes' if features[cpu]['dotprod'] else 'no'}, i8mm "
                      f"{'yes' if features[cpu]['i8mm'] else 'no'}, sve {'yes' if features[cpu]['sve'] else 'no'}; "
-                     f"{len(side['results'])} emulated commands in {seconds:.0f}s")
+                     f"{len(side['results'])} emulated commands in {seconds:.0f}s; bench's int4 path: {side['int4_compute']}")
         for domains in DOMAIN_SETS:  # information: which int4 compute path did this CPU take?
             d = ",".join(domains)
             q, z, xq = logits.get(f"{int4_arm}|{d}"), logits.get(f"int4-acc0|{d}"), x86_logits.get(f"int4-acc0|{d}")
