@@ -69,7 +69,8 @@ def gate_columns(bundle_domains: list[str], active: list[str]) -> list[int]:
     return [0] + [1 + bundle_domains.index(d) for d in active]
 
 
-def running_layers(num_layers: int, blocks: int, expert_layers: int, active: list[str]) -> int:
-    """Layers whose keys and values a composed decoder keeps: the backbone's, then each active
-    expert's, block by block (their KV index in the composed graph follows this order)."""
-    return num_layers + len(active) * blocks * expert_layers
+def running_layers(manifest: dict, active: list[str]) -> int:
+    """Layers whose keys and values a bundle's composed decoder for `active` keeps: the backbone's,
+    then the active experts', block by block (their KV index in the composed graph follows this order)."""
+    layout = manifest["layout"]
+    return manifest["backbone"]["num_layers"] + len(active) * sum(len(sources) for sources in layout["expert_sources"])

@@ -101,8 +101,10 @@ class _Composed:
             node.name = prefix + node.name
             node.input[:] = [rename(n) for n in node.input]
             node.output[:] = [rename(n) for n in node.output]
-        self.nodes[0:0] = graph.graph.node if first else []
-        self.nodes += [] if first else graph.graph.node
+        if first:
+            self.nodes[0:0] = graph.graph.node
+        else:
+            self.nodes += graph.graph.node
         for tensor in graph.graph.initializer:
             for entry in tensor.external_data:
                 if entry.key == "location" and entry.value not in self.manifest["files"]:

@@ -92,9 +92,9 @@ class Decoder:
         except Exception as e:  # onnxruntime raises its own exception types
             raise bundle_manifest.BundleError(
                 f"the bundle's graphs for domains {{{','.join(domains)}}} do not load: {first_line(e)}") from None
-        backbone, layout = manifest["backbone"], manifest["layout"]
+        backbone = manifest["backbone"]
         self.kv_heads, self.kv_head_dim, self.vocab = backbone["kv_heads"], backbone["kv_head_dim"], backbone["vocab_size"]
-        self.layers = names.running_layers(backbone["num_layers"], len(layout["blocks"]), len(layout["expert_sources"][0]), domains)
+        self.layers = names.running_layers(manifest, domains)
 
     def new_cache(self, capacity: int) -> tuple[ort.IOBinding, list[ort.OrtValue], np.ndarray]:
         """A request's keys and values for every running layer, bound once and in place (past and
@@ -130,7 +130,6 @@ class KVCache:
 
     def __init__(self, decoder: Decoder, capacity: int):
         self.decoder, self.capacity, self.length = decoder, capacity, 0
-        self.domains = decoder.domains
         self.values = decoder.new_cache(capacity)
 
 
@@ -225,9 +224,9 @@ class Engine:
             try:
                 self.decoder = Decoder(graph, self.manifest, domains, self.options, self.providers)
             except BaseException:
-                if previous:
-                    self.decoder = previous() or Decoder(self._graph(self.domains), self.manifest, self.domains,
-                                                         self.options, self.providers)
+                if previous:  # the previous set again: its session if a request kept it, else a new one
+                    self.decoder = held or Decoder(self._graph(self.domains), self.manifest, self.domains,
+                                                   self.options, self.providers)
                 raise
             self.domains = domains
 

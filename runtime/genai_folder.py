@@ -70,13 +70,13 @@ def write(bundle: str | Path, out: str | Path, default_domains: list[str] | None
 
 def genai_config(manifest: dict, default: list[str], tokenizer: dict) -> dict:
     backbone, context = manifest["backbone"], manifest["max_context"]
-    eos = manifest["eos_token_ids"]
+    eos, bos = manifest["eos_token_ids"], _bos_id(tokenizer)
     return {
         "model": {
             "type": backbone["model_type"],
             "context_length": context,
             "vocab_size": backbone["vocab_size"],
-            "bos_token_id": _bos_id(tokenizer) if _bos_id(tokenizer) is not None else (eos[0] if eos else 0),
+            "bos_token_id": bos if bos is not None else (eos[0] if eos else 0),
             "eos_token_id": eos if len(eos) != 1 else eos[0],
             "pad_token_id": eos[0] if eos else 0,
             "decoder": {
@@ -86,8 +86,7 @@ def genai_config(manifest: dict, default: list[str], tokenizer: dict) -> dict:
                 "hidden_size": backbone["hidden_size"],
                 "num_attention_heads": backbone["num_heads"],
                 "num_key_value_heads": backbone["kv_heads"],
-                "num_hidden_layers": names.running_layers(backbone["num_layers"], len(manifest["layout"]["blocks"]),
-                                                          len(manifest["layout"]["expert_sources"][0]), default),
+                "num_hidden_layers": names.running_layers(manifest, default),
                 "inputs": {"input_ids": names.INPUT_IDS, "attention_mask": names.ATTENTION_MASK,
                            "past_key_names": names.PAST_KEY, "past_value_names": names.PAST_VALUE},
                 "outputs": {"logits": names.LOGITS, "present_key_names": names.PRESENT_KEY,
