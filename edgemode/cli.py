@@ -16,6 +16,7 @@ import click
 
 from edgemode import EdgemodeError, __version__, first_line, os_error_text
 from edgemode.devices.planner import PREFILL_CHUNK
+from edgemode.train.recipe import COMPOSE_STEPS, DEFAULT_HIGH_FIRST, DEFAULT_REHEARSAL, EXPERT_STEPS, REHEARSAL
 
 
 class Group(click.Group):
@@ -121,7 +122,10 @@ def new(model_dir, backbone, domains, blocks, expert_layers, init, seed):
               help="Bits of the embedding and LM head in int4 bundles. 8 keeps SmolLM2's top-1 agreement "
               "with fp32 at 0.94-0.96 (a 4-bit embedding alone drops it to 0.89); 4 is smaller and its head "
               "runs about 1.6x faster.")
-def export(model_dir, domains, quant, device, output, context, block_size, accuracy_level, vocab_bits):
+@click.option("--evidence", type=click.IntRange(1, None), is_flag=False, flag_value=128, default=None, metavar="[N]",
+              help="Also store an evidence index for `edgemode explain`: N passages (default 128) of each domain's "
+              "training split, about 75 KB per passage on SmolLM2. Off by default.")
+def export(model_dir, domains, quant, device, output, context, block_size, accuracy_level, vocab_bits, evidence):
     """Export MODEL_DIR to a bundle of per-component ONNX graphs, checked against PyTorch.
 
     Without MODEL_DIR, exports the built-in default model (see `edgemode demo`).
@@ -135,7 +139,8 @@ def export(model_dir, domains, quant, device, output, context, block_size, accur
         if not (model_dir / "mode.json").is_file():
             raise EdgemodeError("no MODEL_DIR given and the default model is not built yet: run `edgemode demo` first")
 
-    run_export(model_dir, output, _domains(domains), quant, context, Int4Config(block_size, accuracy_level, vocab_bits=int(vocab_bits)), device=device)
+    run_export(model_dir, output, _domains(domains), quant, context, Int4Config(block_size, accuracy_level, vocab_bits=int(vocab_bits)), device=device,
+               evidence=evidence)
 
 
 @cli.command()
@@ -411,12 +416,15 @@ def data_fetch(corpora):
                    f"held out {meta['heldout']['documents']} docs / {meta['heldout']['bytes'] / 1e6:.2f} MB")
 
 
-def schedule_options():
-    """--steps/--minutes and the optimiser settings shared by train-expert and compose."""
+def schedule_options(default_steps: int):
+    """--steps, the optimiser settings and the time cap shared by train-expert and compose."""
     def wrap(f):
         for option in reversed([
-            click.option("--steps", type=int, default=None, help="Train for this many steps ..."),
-            click.option("--minutes", type=float, default=None, help="... or for this many minutes of training."),
+            click.option("--steps", default=default_steps, show_default=True, type=click.IntRange(1),
+                         help="Optimizer steps. Equal settings and data give bit-identical files."),
+            click.option("--max-minutes", type=float, default=None,
+                         help="Stop after this many minutes of this call even if steps remain (saved; run again to "
+                              "finish). A cap, not a budget: the result then depends on the machine's speed."),
             click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1),
                          help="Seed: fixes batches and initialisation."),
             click.option("--lr", default=3e-4, show_default=True, help="AdamW learning rate."),
@@ -428,34 +436,46 @@ def schedule_options():
     return wrap
 
 
-def _schedule(steps, minutes, seed, lr, batch, seq):
-    from edgemode.train.trainer import Schedule
-
-    return Schedule(steps=steps, minutes=minutes, seed=seed, lr=lr, batch=batch, seq=seq)
-
-
 @cli.command(name="train-expert")
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--domain", required=True, help="The expert to train.")
 @click.option("--data", "corpus", default=None, help="Corpus name or UTF-8 text file. Default: the domain's corpus.")
-@schedule_options()
-def train_expert(model_dir, domain, corpus, steps, minutes, seed, lr, batch, seq):
+@click.option("--rehearsal", type=click.Choice(REHEARSAL), default=DEFAULT_REHEARSAL, show_default=True,
+              help="General-text rows in each batch against forgetting: none, uniform, or mix-cd (rows from the "
+                   "general text the expert is damaging most).")
+@click.option("--rehearsal-rows", default=2, show_default=True, help="How many of each batch's rows rehearse.")
+@click.option("--general", default="general", show_default=True, help="Corpus name or text file rehearsed.")
+@schedule_options(EXPERT_STEPS)
+def train_expert(model_dir, domain, corpus, rehearsal, rehearsal_rows, general, steps, max_minutes, seed, lr, batch,
+                 seq):
     """Stage 1: train DOMAIN's expert and gate rows with the backbone frozen (resumes if interrupted)."""
-    from edgemode.train.trainer import train_expert as run_training
+    from edgemode.train.trainer import Schedule, train_expert as run_training
 
-    run_training(model_dir, domain, _schedule(steps, minutes, seed, lr, batch, seq), corpus)
+    schedule = Schedule(steps=steps, seed=seed, lr=lr, batch=batch, seq=seq, rehearsal=rehearsal,
+                        rehearsal_rows=rehearsal_rows)
+    run_training(model_dir, domain, schedule, corpus, max_minutes, general)
 
 
 @cli.command()
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--domains", required=True, help="Comma-separated experts to compose.")
 @click.option("--unfreeze-experts", is_flag=True, help="Fine-tune the experts along with the gates.")
-@schedule_options()
-def compose(model_dir, domains, unfreeze_experts, steps, minutes, seed, lr, batch, seq):
+@click.option("--high-first", default=DEFAULT_HIGH_FIRST, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+              help="Fraction of the steps trained on the high-resource domains (and general text) before the full "
+                   "balanced mixture.")
+@click.option("--data", "corpora", multiple=True, metavar="NAME=CORPUS",
+              help="Text for a domain or for 'general': a corpus name or text file (repeatable). Default: its own corpus.")
+@schedule_options(COMPOSE_STEPS)
+def compose(model_dir, domains, unfreeze_experts, high_first, corpora, steps, max_minutes, seed, lr, batch, seq):
     """Stage 2: fine-tune the gates on a balanced mixture of DOMAINS and general text."""
-    from edgemode.train.trainer import compose as run_compose
+    from edgemode.train.trainer import Schedule, compose as run_compose
 
-    run_compose(model_dir, _domains(domains), _schedule(steps, minutes, seed, lr, batch, seq), unfreeze_experts)
+    schedule = Schedule(steps=steps, seed=seed, lr=lr, batch=batch, seq=seq, high_first=high_first)
+    bad = [item for item in corpora if not all(item.partition("="))]
+    if bad:
+        raise EdgemodeError(f"--data takes NAME=CORPUS, got {bad[0]!r}")
+    run_compose(model_dir, _domains(domains), schedule, unfreeze_experts, max_minutes,
+                dict(item.split("=", 1) for item in corpora))
 
 
 def _all_domains(bundle: Path, text: str | None) -> list[str]:

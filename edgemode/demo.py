@@ -1,29 +1,46 @@
 """The built-in default: SmolLM2-135M with legal and medical experts, built once and cached.
 
 `edgemode demo` runs the whole job on a fresh machine: fetch the backbone and corpora, train both
-experts (stage 1) and compose them (stage 2) within fixed time budgets, export int4, and generate
-a sample per domain. Every step is cached, so a second run only generates.
+experts (stage 1) and compose them (stage 2) for the recipe's step budgets (train/recipe.py), export
+int4, and generate a sample per domain. Every step is cached, so a second run only generates. The
+model directory is named by a hash of the recipe and the corpora, so changing either builds anew
+instead of resuming a run made with other settings.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 import time
 from pathlib import Path
 
 from edgemode.cache import cache_dir
+from edgemode.train import recipe
 
 DOMAINS = ["legal", "med"]
-EXPERT_MINUTES = 9.0  # per expert; with compose, conversion and export the demo stays under 30 min
-COMPOSE_MINUTES = 3.0
 PROMPTS = {
     "legal": "Permission is hereby granted, free of charge, to any person",
     "med": "Abnormality of the kidney is",
 }
 
 
+def default_recipe() -> dict:
+    """Everything that decides the default model's weights (the corpora are described by their meta.json)."""
+    from edgemode.model.backbones import DEFAULT_BACKBONE
+    from edgemode.train import data
+
+    return {
+        "backbone": DEFAULT_BACKBONE, "domains": DOMAINS, "blocks": 3, "expert_layers": 2, "init": "copy", "seed": 0,
+        "expert": {"steps": recipe.EXPERT_STEPS, "rehearsal": recipe.DEFAULT_REHEARSAL},
+        "compose": {"steps": recipe.COMPOSE_STEPS, "high_first": recipe.DEFAULT_HIGH_FIRST},
+        "corpora": {c: json.loads((data.fetch(c) / "meta.json").read_text()) for c in DOMAINS + ["general"]},
+    }
+
+
 def default_model_dir() -> Path:
-    return cache_dir() / "models" / "default"
+    digest = hashlib.sha256(json.dumps(default_recipe(), sort_keys=True).encode()).hexdigest()[:12]
+    return cache_dir() / "models" / f"default-{digest}"
 
 
 def default_bundle_dir() -> Path:
@@ -31,20 +48,17 @@ def default_bundle_dir() -> Path:
 
 
 def build_default_model() -> Path:
-    """The default model directory, trained within the time budgets (no-op when already built)."""
+    """The default model directory, trained for the recipe's steps (no-op when already built)."""
     from edgemode.model import create
-    from edgemode.model.backbones import DEFAULT_BACKBONE
-    from edgemode.train import data
     from edgemode.train.trainer import Schedule, compose, train_expert
 
-    for corpus in DOMAINS + ["general"]:
-        data.fetch(corpus)
-    model_dir = default_model_dir()
+    settings, model_dir = default_recipe(), default_model_dir()
     if not (model_dir / "mode.json").is_file():
-        create(model_dir, DEFAULT_BACKBONE, DOMAINS, blocks=3, expert_layers=2, init="copy", seed=0)
+        create(model_dir, settings["backbone"], DOMAINS, blocks=settings["blocks"],
+               expert_layers=settings["expert_layers"], init=settings["init"], seed=settings["seed"])
     for domain in DOMAINS:
-        train_expert(model_dir, domain, Schedule(minutes=EXPERT_MINUTES))
-    compose(model_dir, DOMAINS, Schedule(minutes=COMPOSE_MINUTES))
+        train_expert(model_dir, domain, Schedule(seed=settings["seed"], **settings["expert"]))
+    compose(model_dir, DOMAINS, Schedule(seed=settings["seed"], **settings["compose"]))
     return model_dir
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save as safetensors_bytes
 
 from edgemode import EdgemodeError, read_json
 from edgemode.bundle.manifest import sha256
@@ -50,6 +50,22 @@ def _write_atomic(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
+def _write_safetensors(path: Path, tensors: dict, metadata: dict) -> None:
+    """safetensors with its metadata in sorted order, written atomically.
+
+    safetensors serialises the metadata in hash-map order, which changes from run to run: equal
+    models would differ byte for byte. We rewrite only the header's JSON; the offsets in it are
+    relative to the data, which does not move.
+    """
+    blob = safetensors_bytes(tensors, metadata)
+    size = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + size])
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned, as the library writes it
+    _write_atomic(path, lambda tmp: tmp.write_bytes(len(text).to_bytes(8, "little") + text + blob[8 + size :]))
+
+
 def _expert_path(model_dir: Path, domain: str) -> Path:
     return model_dir / "experts" / f"{domain}.safetensors"
 
@@ -68,7 +84,7 @@ def save_expert(mode: MoDE, model_dir: Path, domain: str) -> None:
     path = _expert_path(model_dir, domain)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().clone() for k, v in tensors.items()}
-    _write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    _write_safetensors(path, tensors, meta)
 
 
 def save(mode: MoDE, model_dir: str | Path, experts: bool = True) -> None:
@@ -88,7 +104,7 @@ def save(mode: MoDE, model_dir: str | Path, experts: bool = True) -> None:
     experts = {d: sha256(_expert_path(model_dir, d)) for d in mode.domains}
     meta = {"domains": json.dumps(mode.domains), "experts_sha256": json.dumps(experts),
             "backbone_fingerprint": mode.fingerprint}
-    _write_atomic(model_dir / "gates.safetensors", lambda tmp: save_file(gates, str(tmp), metadata=meta))
+    _write_safetensors(model_dir / "gates.safetensors", gates, meta)
     manifest = {
         "format": "edgemode-model",
         "schema": MODEL_SCHEMA,

@@ -1,11 +1,15 @@
 """Stage 1 (one expert per domain) and stage 2 (composition) training, as in the MoDE paper.
 
 Stage 1 trains one expert's layers and its gate rows with next-token loss on its domain, backbone
-frozen and only that expert active. Stage 2 fine-tunes all gates (optionally the experts too) on a
-balanced mixture of the domains plus general text, so the gates learn when to defer to the backbone.
+frozen and only that expert active; optionally some rows of every batch rehearse general text
+(`Rehearsal`). Stage 2 fine-tunes all gates (optionally the experts too) on a balanced mixture of
+the domains plus general text, so the gates learn when to defer to the backbone; optionally the
+high-resource domains come first (`high_first`).
 
-Batches depend only on (seed, step), so a run is deterministic for a seed and a resumed run sees
-the same batches it would have seen. Checkpoints are safetensors and JSON: no pickles.
+A run is a number of steps. Batches depend only on (seed, step) and what the run has measured, so
+the same schedule and data give bit-identical files, and a resumed run sees the batches it would
+have seen. Wall-clock minutes are only a cap (`max_minutes`): when it bites the run stops early,
+says so loudly, and the next call resumes it. Checkpoints are safetensors and JSON: no pickles.
 """
 
 from __future__ import annotations
@@ -28,35 +32,44 @@ from edgemode.bundle.names import gate_columns
 from edgemode.cache import cache_dir
 from edgemode.model import store
 from edgemode.train import data
+from edgemode.train.recipe import REHEARSAL
 
 
 @dataclass(frozen=True)
 class Schedule:
-    steps: int | None = None  # stop after this many steps ...
-    minutes: float | None = None  # ... or after this much training time (whichever is given)
+    """Everything that decides what a run computes (compared on resume)."""
+    steps: int
     seed: int = 0
     lr: float = 3e-4
     batch: int = 8
     seq: int = 128
     warmup: int = 10
+    rehearsal: str = "none"  # stage 1: how the general-text rows are chosen: none, uniform or mix-cd
+    rehearsal_rows: int = 2  # ... and how many of each batch's rows they are
+    high_first: float = 0.0  # stage 2: fraction of the steps on the high-resource domains only
     checkpoint_every: int = 25
 
     def __post_init__(self):
-        if (self.steps is None) == (self.minutes is None):
-            raise EdgemodeError("give exactly one of --steps and --minutes")
-        if (self.steps is not None and self.steps < 1) or (self.minutes is not None and not 0 < self.minutes < float("inf")):
-            raise EdgemodeError("--steps and --minutes must be positive")
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise EdgemodeError(f"--steps must be a positive whole number, got {self.steps}")
         if not 0 < self.lr < float("inf"):
             raise EdgemodeError(f"--lr must be a positive number, got {self.lr}")
         if self.batch < 1 or self.seq < 2:
             raise EdgemodeError(f"--batch must be >= 1 and --seq >= 2, got {self.batch} and {self.seq}")
+        if self.rehearsal not in REHEARSAL:
+            raise EdgemodeError(f"--rehearsal must be one of {', '.join(REHEARSAL)}, got {self.rehearsal!r}")
+        if self.rehearsal != "none" and not 0 < self.rehearsal_rows < self.batch:
+            raise EdgemodeError(f"--rehearsal-rows must be between 1 and --batch - 1 ({self.batch - 1}), "
+                                f"got {self.rehearsal_rows}")
+        if not 0 <= self.high_first < 1:
+            raise EdgemodeError(f"--high-first must be a fraction in [0, 1), got {self.high_first}")
 
 
-def tokens(model_dir: Path, corpus: str) -> np.ndarray:
-    """Token ids of a corpus's training split (a name such as 'legal') or of a UTF-8 text file, cached."""
+def tokens(model_dir: Path, corpus: str, part: str = "train") -> np.ndarray:
+    """Token ids of a corpus's split (a name such as 'legal') or of a UTF-8 text file, cached."""
     tokenizer_file = Path(model_dir) / "tokenizer.json"
     if corpus in data.DOCUMENTS:
-        text = data.text(corpus, "train")
+        text = data.text(corpus, part)
     elif Path(corpus).is_file():
         text = Path(corpus).read_text(encoding="utf-8")
     else:
@@ -72,15 +85,76 @@ def tokens(model_dir: Path, corpus: str) -> np.ndarray:
     return np.load(path)
 
 
-def batch(sources: list[np.ndarray], schedule: Schedule, step: int) -> torch.Tensor:
-    """(batch, seq + 1) windows; row i comes from source i mod len(sources), so mixtures are balanced."""
+def batch(sources: list[np.ndarray], schedule: Schedule, step: int, rows: int | None = None) -> torch.Tensor:
+    """(rows, seq + 1) windows; row i comes from source i mod len(sources), so mixtures are balanced."""
     rng = np.random.default_rng([schedule.seed, step])
-    rows = []
-    for i in range(schedule.batch):
+    picked = []
+    for i in range(schedule.batch if rows is None else rows):
         source = sources[i % len(sources)]
         start = int(rng.integers(0, len(source) - schedule.seq - 1))
-        rows.append(source[start : start + schedule.seq + 1])
-    return torch.as_tensor(np.stack(rows).astype(np.int64))
+        picked.append(source[start : start + schedule.seq + 1])
+    return torch.as_tensor(np.stack(picked).astype(np.int64))
+
+
+class Rehearsal:
+    """General-text rows for stage 1, from a fixed pool of windows.
+
+    uniform: any window of the pool. mix-cd (Hsu et al., "forgetting-aware rehearsal"): the pool is
+    split into loss bins by the backbone's loss on each window (once, at the start), and a bin is
+    drawn in proportion to its estimated rate of collateral damage: the share of its rehearsed
+    windows whose loss is now above the backbone's. The estimate uses only the losses the training
+    forward pass computes anyway, so it costs nothing per step.
+    """
+
+    POOL = 128
+    BINS = 4
+
+    def __init__(self, mode, general: np.ndarray, schedule: Schedule, state: dict | None):
+        self.schedule = schedule
+        rng = np.random.default_rng([schedule.seed, 1 << 30])
+        starts = rng.integers(0, len(general) - schedule.seq - 1, self.POOL)
+        self.pool = torch.as_tensor(np.stack([general[s : s + schedule.seq + 1] for s in starts]).astype(np.int64))
+        self.seen = np.zeros(self.BINS, np.int64)
+        self.damaged = np.zeros(self.BINS, np.int64)
+        if schedule.rehearsal == "mix-cd":
+            self.base = self._backbone_losses(mode)
+            edges = np.quantile(self.base, np.linspace(0, 1, self.BINS + 1)[1:-1])
+            self.bin = np.searchsorted(edges, self.base)
+            if state:
+                self.seen, self.damaged = np.asarray(state["seen"]), np.asarray(state["damaged"])
+
+    def _backbone_losses(self, mode) -> np.ndarray:
+        print(f"rehearsal: scoring {self.POOL} general-text windows with the backbone (mix-cd bins)", file=sys.stderr,
+              flush=True)
+        with torch.no_grad():
+            return np.concatenate([row_losses(mode, part, []).numpy()
+                                   for part in self.pool.split(self.schedule.batch)])
+
+    def pick(self, step: int) -> np.ndarray:
+        rng = np.random.default_rng([self.schedule.seed, step, 1])
+        count = self.schedule.rehearsal_rows
+        if self.schedule.rehearsal == "uniform":
+            return rng.integers(0, self.POOL, count)
+        rate = (self.damaged + 1) / (self.seen + 2)  # Beta(1, 1) prior: unseen bins start at 1/2
+        bins = rng.choice(self.BINS, count, p=rate / rate.sum())
+        return np.array([rng.choice(np.flatnonzero(self.bin == b)) for b in bins])
+
+    def observe(self, picked: np.ndarray, losses: torch.Tensor) -> None:
+        if self.schedule.rehearsal != "mix-cd":
+            return
+        for index, loss in zip(picked, losses.tolist()):
+            self.seen[self.bin[index]] += 1
+            self.damaged[self.bin[index]] += loss > self.base[index]
+
+    def state(self) -> dict:
+        return {"seen": self.seen.tolist(), "damaged": self.damaged.tolist()}
+
+
+def row_losses(mode, ids: torch.Tensor, active: list[str]) -> torch.Tensor:
+    """Mean next-token loss of each row of `ids` (rows, seq + 1)."""
+    logits = mode(ids[:, :-1], domains=active)
+    losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+    return losses.mean(dim=1)
 
 
 class Checkpoint:
@@ -96,18 +170,18 @@ class Checkpoint:
             return None
         progress = read_json(self.progress)
         if progress.get("schedule") != asdict(self.schedule):
-            raise EdgemodeError(f"{self.progress} was made with other settings {progress['schedule']}; "
+            raise EdgemodeError(f"{self.progress} was made with other settings {progress.get('schedule')}; "
                                 "delete it to start over, or pass the same settings to resume")
         return progress
 
-    def write(self, optimizer: torch.optim.Optimizer, step: int, seconds: float, done: bool, loss: float) -> None:
+    def write(self, optimizer: torch.optim.Optimizer, progress: dict) -> None:
         state = optimizer.state_dict()
         flat = {f"{i}.{k}": v for i, entry in state["state"].items() for k, v in entry.items()}
         self.tensors.parent.mkdir(parents=True, exist_ok=True)
         save_file(flat, str(self.tensors.with_suffix(".tmp")))
         self.tensors.with_suffix(".tmp").replace(self.tensors)
-        progress = {"step": step, "seconds": seconds, "done": done, "loss": loss, "schedule": asdict(self.schedule)}
-        self.progress.with_suffix(".tmp").write_text(json.dumps(progress, indent=2) + "\n")
+        text = json.dumps({**progress, "schedule": asdict(self.schedule)}, indent=2) + "\n"
+        self.progress.with_suffix(".tmp").write_text(text)
         self.progress.with_suffix(".tmp").replace(self.progress)
 
     def restore(self, optimizer: torch.optim.Optimizer) -> None:
@@ -119,55 +193,76 @@ class Checkpoint:
         optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
 
 
-def _run(mode, params, row_masks, sources, active, schedule: Schedule, checkpoint: Checkpoint, save, label: str):
-    """The shared training loop: AdamW, linear warmup, grad clipping, progress, checkpoints, resume."""
+def _run(mode, params, row_masks, next_batch, active, schedule: Schedule, checkpoint: Checkpoint, save, label: str,
+         max_minutes: float | None, rehearsal: Rehearsal | None = None):
+    """The shared training loop: AdamW, linear warmup, grad clipping, progress, checkpoints, resume, time cap."""
+    if max_minutes is not None and not 0 < max_minutes < float("inf"):
+        raise EdgemodeError(f"--max-minutes must be a positive number, got {max_minutes}")
     torch.manual_seed(schedule.seed)
     optimizer = torch.optim.AdamW(params, lr=schedule.lr, weight_decay=0.0)
-    progress = checkpoint.read()
-    step, seconds = 0, 0.0
-    if progress:
-        if progress["done"]:
-            print(f"{label}: already trained ({progress['step']} steps, loss {progress['loss']:.3f})", file=sys.stderr)
-            return progress
+    progress = checkpoint.read() or {"step": 0, "seconds": 0.0, "tokens": 0, "loss": math.nan, "done": False}
+    if progress["done"]:
+        print(f"{label}: already trained ({progress['step']} steps, {progress['tokens']} tokens, "
+              f"loss {progress['loss']:.3f})", file=sys.stderr)
+        return progress
+    if progress["step"]:
         checkpoint.restore(optimizer)
-        step, seconds = progress["step"], progress["seconds"]
-        print(f"{label}: resuming at step {step}", file=sys.stderr)
+        print(f"{label}: resuming at step {progress['step']}/{schedule.steps}", file=sys.stderr)
+    if rehearsal is None and schedule.rehearsal != "none":
+        raise EdgemodeError("rehearsal applies to train-expert only")
     for p in mode.parameters():
         p.requires_grad_(False)
     for p in params:
         p.requires_grad_(True)
     mode.train()
-    loss_avg, last_print, tokens_done = math.nan, time.time(), 0
-    while True:
-        finished = step >= schedule.steps if schedule.steps else seconds >= schedule.minutes * 60
-        if finished or (step and step % schedule.checkpoint_every == 0):
-            save()
-            checkpoint.write(optimizer, step, seconds, finished, loss_avg)
-        if finished:
+    step, seconds, tokens_done, loss_avg = progress["step"], progress["seconds"], progress["tokens"], progress["loss"]
+    started_call, last_print, capped = time.time(), 0.0, False
+
+    def write(done: bool) -> None:
+        save()
+        checkpoint.write(optimizer, {"step": step, "seconds": seconds, "tokens": tokens_done, "loss": loss_avg,
+                                     "done": done, **({"rehearsal": rehearsal.state()} if rehearsal else {})})
+
+    while step < schedule.steps:
+        if step and step % schedule.checkpoint_every == 0:
+            write(False)
+        if max_minutes is not None and time.time() - started_call >= max_minutes * 60:
+            capped = True
             break
         started = time.time()
-        ids = batch(sources, schedule, step)
+        ids, picked = next_batch(step), None
+        if rehearsal:
+            picked = rehearsal.pick(step)
+            ids = torch.cat([ids, rehearsal.pool[picked]])
         for group in optimizer.param_groups:
             group["lr"] = schedule.lr * min(1.0, (step + 1) / schedule.warmup)
-        logits = mode(ids[:, :-1], domains=active)
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+        losses = row_losses(mode, ids, active)
+        loss = losses.mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         for param, mask in row_masks:
             param.grad *= mask
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
+        if rehearsal:
+            rehearsal.observe(picked, losses[-len(picked):].detach())
         step += 1
         seconds += time.time() - started
         tokens_done += ids[:, 1:].numel()
         loss_avg = loss.item() if math.isnan(loss_avg) else 0.9 * loss_avg + 0.1 * loss.item()
-        if time.time() - last_print > 10 or step == 1:
-            goal = f"{step}/{schedule.steps}" if schedule.steps else f"{step} ({seconds / 60:.1f}/{schedule.minutes} min)"
-            print(f"{label}: step {goal}  loss {loss_avg:.3f}  {tokens_done / seconds:.0f} tok/s", file=sys.stderr, flush=True)
+        if time.time() - last_print > 10 or step == schedule.steps:
+            print(f"{label}: step {step}/{schedule.steps}  loss {loss_avg:.3f}  {tokens_done / seconds:.0f} tok/s",
+                  file=sys.stderr, flush=True)
             last_print = time.time()
+    write(done=not capped)
     mode.eval()
-    print(f"{label}: done, {step} steps, loss {loss_avg:.3f}", file=sys.stderr, flush=True)
-    return {"step": step, "loss": loss_avg}
+    if capped:
+        print(f"\n*** {label}: STOPPED BY --max-minutes {max_minutes} AFTER {step} OF {schedule.steps} STEPS ***\n"
+              f"*** the model is saved but under-trained; run the same command again to finish ***\n",
+              file=sys.stderr, flush=True)
+    else:
+        print(f"{label}: done, {step} steps, {tokens_done} tokens, loss {loss_avg:.3f}", file=sys.stderr, flush=True)
+    return {"step": step, "tokens": tokens_done, "loss": loss_avg, "seconds": seconds, "done": not capped}
 
 
 def _gate_rows(mode, rows: list[int]):
@@ -180,32 +275,62 @@ def _gate_rows(mode, rows: list[int]):
     return masks
 
 
-def train_expert(model_dir: str | Path, domain: str, schedule: Schedule, corpus: str | None = None) -> dict:
-    """Stage 1: train `domain`'s expert and its gate rows on its corpus (default: the domain's own)."""
+def train_expert(model_dir: str | Path, domain: str, schedule: Schedule, corpus: str | None = None,
+                 max_minutes: float | None = None, general: str = "general") -> dict:
+    """Stage 1: train `domain`'s expert and its gate rows on its corpus (default: the domain's own).
+
+    `corpus` and `general` (the rehearsal text) are corpus names or text files."""
     model_dir = Path(model_dir)
     mode = store.load(model_dir)
     mode.check_domains([domain])
-    sources = [tokens(model_dir, corpus or domain)]
-    if len(sources[0]) <= schedule.seq + 1:
-        raise EdgemodeError(f"the training text has {len(sources[0])} tokens; it needs more than --seq {schedule.seq}")
+    source = tokens(model_dir, corpus or domain)
+    if len(source) <= schedule.seq + 1:
+        raise EdgemodeError(f"the training text has {len(source)} tokens; it needs more than --seq {schedule.seq}")
+    checkpoint = Checkpoint(model_dir, f"expert-{domain}", schedule)
+    rehearsal = None
+    if schedule.rehearsal != "none":
+        rehearsal = Rehearsal(mode, tokens(model_dir, general), schedule, (checkpoint.read() or {}).get("rehearsal"))
+    rows = schedule.batch - (schedule.rehearsal_rows if rehearsal else 0)
     params = [p for p in mode.experts[domain].parameters()] + [p for g in mode.gates for p in g.parameters()]
     masks = _gate_rows(mode, [1 + mode.domains.index(domain)])
-    return _run(mode, params, masks, sources, [domain], schedule, Checkpoint(model_dir, f"expert-{domain}", schedule),
-                lambda: store.save_expert(mode, model_dir, domain), f"train-expert {domain}")
+    return _run(mode, params, masks, lambda step: batch([source], schedule, step, rows), [domain], schedule,
+                checkpoint, lambda: store.save_expert(mode, model_dir, domain), f"train-expert {domain}", max_minutes,
+                rehearsal)
 
 
-def compose(model_dir: str | Path, domains: list[str], schedule: Schedule, unfreeze_experts: bool = False) -> dict:
-    """Stage 2: fine-tune the gates (and with `unfreeze_experts` the experts) on domains + general text."""
+def high_resource(sizes: dict[str, int]) -> list[str]:
+    """The domains with at least half the training tokens of the largest: what `high_first` trains first."""
+    return [d for d, n in sizes.items() if 2 * n >= max(sizes.values())]
+
+
+def compose(model_dir: str | Path, domains: list[str], schedule: Schedule, unfreeze_experts: bool = False,
+            max_minutes: float | None = None, corpora: dict[str, str] | None = None) -> dict:
+    """Stage 2: fine-tune the gates (and with `unfreeze_experts` the experts) on domains + general text.
+
+    `corpora` maps a domain (or "general") to a corpus name or text file; by default each is its own corpus."""
     model_dir = Path(model_dir)
     mode = store.load(model_dir)
     domains = mode.check_domains(domains)
     if not domains:
         raise EdgemodeError("compose needs at least one domain")
-    sources = [tokens(model_dir, d) for d in domains + ["general"]]
+    corpora = corpora or {}
+    unknown = set(corpora) - set(domains) - {"general"}
+    if unknown:
+        raise EdgemodeError(f"--data names {sorted(unknown)[0]!r}, which is not being composed")
+    sources = {d: tokens(model_dir, corpora.get(d, d)) for d in domains + ["general"]}
+    first = high_resource({d: len(sources[d]) for d in domains}) + ["general"]
+    phase_one = round(schedule.high_first * schedule.steps)
+    if phase_one:
+        print(f"compose: steps 1-{phase_one} on {', '.join(first)} (high-resource first), then all", file=sys.stderr)
+
+    def next_batch(step: int) -> torch.Tensor:
+        names = first if step < phase_one else list(sources)
+        return batch([sources[n] for n in names], schedule, step)
+
     params = [p for g in mode.gates for p in g.parameters()]
     if unfreeze_experts:
         params += [p for d in domains for p in mode.experts[d].parameters()]
     rows = gate_columns(mode.domains, domains)
     job = "compose-" + "-".join(sorted(domains)) + ("-unfrozen" if unfreeze_experts else "")
-    return _run(mode, params, _gate_rows(mode, rows), sources, domains, schedule, Checkpoint(model_dir, job, schedule),
-                lambda: store.save(mode, model_dir, experts=unfreeze_experts), "compose")
+    return _run(mode, params, _gate_rows(mode, rows), next_batch, domains, schedule, Checkpoint(model_dir, job, schedule),
+                lambda: store.save(mode, model_dir, experts=unfreeze_experts), "compose", max_minutes)
