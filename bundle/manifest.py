@@ -128,6 +128,8 @@ def read(bundle: str | Path) -> dict:
         _require(isinstance(graphs.get(key), str), f"graphs.{key}")
     for name in graph_files(manifest) + [manifest.get("tokenizer")]:
         _require(isinstance(name, str) and name in files, f"{name!r} is not listed in files")
+    if "evidence" in manifest:  # optional: only bundles exported with --evidence have one
+        _require(isinstance(manifest["evidence"], str) and manifest["evidence"] in files, "evidence is not listed in files")
     table = manifest.get("embedding_table")
     _require(isinstance(table, dict) and isinstance(table.get("file"), str) and table["file"] in files,
              "embedding_table.file is not listed in files")

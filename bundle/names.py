@@ -12,6 +12,7 @@ from __future__ import annotations
 
 # Component graph files.
 EMBEDDING_FILE, HEAD_FILE = "embedding.onnx", "head.onnx"
+EVIDENCE_FILE = "evidence.npz"  # optional: `export --evidence`'s index of training passages (edgemode.explain.evidence)
 
 
 def backbone_file(block: int) -> str:

@@ -18,16 +18,21 @@ import numpy as np
 import onnx
 import torch
 from onnx import external_data_helper
+from tokenizers import Tokenizer
 
 from edgemode import EdgemodeError, os_error_text
 from edgemode.bundle import manifest as bundle_manifest
 from edgemode.bundle import directory, names
 from edgemode.devices import planner, profiles
+from edgemode.explain import evidence as evidence_file
 from edgemode.export.graphs import attention_shape, decoder_graph, embedding_graph, gate_graph, head_graph, rotary_cache
 from edgemode.model import store
 from edgemode.quantize import Int4Config, quantize_int4
+from edgemode.train import data
 
 DEFAULT_CONTEXT = 2048
+PASSAGE_TOKENS = 64  # an evidence passage: a window of this many tokens of one training document
+EVIDENCE_BATCH = 8  # passages per forward pass while indexing (bounds the logits' memory)
 
 
 # How close the bundle's logits must be to PyTorch's on the export's sample input.
@@ -88,12 +93,14 @@ def parity(engine, mode, domains: list[str], ids: np.ndarray) -> dict:
 
 def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = None, quant: str | None = None,
            max_context: int | None = None, int4: Int4Config = Int4Config(), check: bool = True,
-           device: str | None = None) -> dict:
+           device: str | None = None, evidence: int | None = None, evidence_texts: dict[str, str] | None = None) -> dict:
     """Export `domains` (default: all of the model's) and return the manifest written.
 
     With a `device`, its profile supplies the default quantization and context, and a
     configuration whose planned memory exceeds the device's budget is refused before anything is
-    written.
+    written. With `evidence` = N, the bundle also holds an evidence index of up to N passages per
+    domain from each domain's training text: `evidence_texts[domain]` when given (documents
+    separated by blank lines as in the corpora's train.txt), else its corpus's training split.
     """
     profile = profiles.load(device) if device else None
     quant = quant or (profile["quantization"]["weights"] if profile else "fp32")
@@ -126,6 +133,7 @@ def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = N
     shape = attention_shape(config, max_context)
     rotary = rotary_cache(backbone, shape)
     rows = names.gate_columns(mode.domains, domains)
+    texts = _evidence_texts(domains, evidence, evidence_texts or {}) if evidence is not None else None
 
     components = [(names.EMBEDDING_FILE, lambda n: embedding_graph(backbone)), (names.HEAD_FILE, lambda n: head_graph(backbone))]
     for b, block in enumerate(layout.blocks):
@@ -148,6 +156,9 @@ def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = N
             _save_graph(tmp, file, graph)
             size = sum(f.stat().st_size for f in tmp.glob(f"{file}*"))
             log(f"[{i}/{len(components)}] {names.component(file)} ({quant}) {size / 1e6:.1f} MB")
+        if texts:
+            evidence_file.write(tmp / names.EVIDENCE_FILE, _evidence_index(mode, Path(model_dir) / "tokenizer.json", texts, evidence))
+            log(f"evidence index {names.EVIDENCE_FILE}: {(tmp / names.EVIDENCE_FILE).stat().st_size / 1e6:.1f} MB")
         shutil.copyfile(Path(model_dir) / "tokenizer.json", tmp / "tokenizer.json")
         manifest = _manifest(tmp, mode, model_manifest, domains, quant, int4, max_context, shape)
         bundle_manifest.write(tmp, manifest)
@@ -198,8 +209,66 @@ def _manifest(tmp: Path, mode, model_manifest: dict, domains, quant, int4, max_c
         "embedding_table": _embedding_table(tmp / names.EMBEDDING_FILE),
         "tokenizer": "tokenizer.json",
         "eos_token_ids": sorted({eos} if isinstance(eos, int) else set(eos or [])),
+        **({"evidence": names.EVIDENCE_FILE} if (tmp / names.EVIDENCE_FILE).is_file() else {}),
         "files": bundle_manifest.describe_files(tmp, [p.name for p in tmp.iterdir()]),
     }
+
+
+def _evidence_texts(domains: list[str], passages, given: dict[str, str]) -> dict[str, str]:
+    """The training text of each domain to index, checked before any graph is built."""
+    if isinstance(passages, bool) or not isinstance(passages, int) or passages < 1:
+        raise EdgemodeError(f"--evidence must be a positive number of passages per domain, got {passages!r}")
+    if not domains:
+        raise EdgemodeError("--evidence indexes the exported domains' training text; no domain is exported")
+    for domain in domains:
+        if domain not in given and domain not in data.DOCUMENTS:
+            raise EdgemodeError(f"--evidence: no training corpus for domain {domain!r} (corpora: {', '.join(data.DOCUMENTS)})")
+    return {d: given[d] if d in given else data.text(d, "train") for d in domains}
+
+
+def _evidence_index(mode, tokenizer_file: Path, texts: dict[str, str], per_domain: int) -> evidence_file.Index:
+    """Up to `per_domain` passages of each domain's text (evenly spaced over its windows), each run
+    alone through the PyTorch model with only its domain active, as stage 1 trained on it."""
+    tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    head_input = {}
+    hook = mode.backbone.model.norm.register_forward_hook(lambda module, args, out: head_input.update(h=out))
+    passages, arrays = [], []
+    try:
+        for domain, text in texts.items():
+            started = time.time()
+            docs = [doc for doc in text.split(data.SEPARATOR) if doc.strip()]
+            encodings = tokenizer.encode_batch(docs, add_special_tokens=False)
+            windows = [(e, doc, s) for e, doc in zip(encodings, docs) for s in range(0, len(e.ids) - 1, PASSAGE_TOKENS)]
+            if not windows:
+                raise EdgemodeError(f"--evidence: the training text of {domain!r} has no passage of two tokens or more")
+            picks = np.unique(np.linspace(0, len(windows) - 1, min(per_domain, len(windows))).round().astype(int))
+            by_length, positions = {}, 0  # passages of one length run as one batch
+            for e, doc, s in (windows[i] for i in picks):
+                end = min(s + PASSAGE_TOKENS, len(e.ids))
+                by_length.setdefault(end - s, []).append((len(passages), e.ids[s:end]))
+                passages.append({"domain": domain, "text": doc[e.offsets[s][0] : e.offsets[end - 1][1]]})
+            for group in by_length.values():
+                for i in range(0, len(group), EVIDENCE_BATCH):
+                    batch = group[i : i + EVIDENCE_BATCH]
+                    ids = torch.as_tensor([window for _, window in batch])
+                    with torch.no_grad():
+                        probs = torch.softmax(mode(ids, domains=[domain])[:, :-1].float(), -1)
+                    top = probs.topk(min(evidence_file.TOP, probs.shape[-1]), -1)
+                    targets = ids[:, 1:]
+                    positions += targets.numel()
+                    for row, (passage, _) in enumerate(batch):
+                        arrays.append({
+                            "hidden": head_input["h"][row, :-1].numpy(), "target": targets[row].numpy(),
+                            "target_prob": probs[row].gather(-1, targets[row, :, None])[:, 0].numpy(),
+                            "top_ids": top.indices[row].numpy(), "top_probs": top.values[row].numpy(),
+                            "passage": np.full(len(targets[row]), passage),
+                        })
+            log(f"evidence {domain}: {len(picks)} of {len(windows)} passages, {positions} positions, {time.time() - started:.1f} s")
+    finally:
+        hook.remove()
+    arrays.sort(key=lambda a: a["passage"][0])
+    columns = {key: np.concatenate([a[key] for a in arrays]) for key in evidence_file.ARRAYS}
+    return evidence_file.Index(**columns, passages=passages, passage_tokens=PASSAGE_TOKENS)
 
 
 def _embedding_table(graph_path: Path) -> dict:
