@@ -47,6 +47,9 @@ def component_kv(layer: int) -> tuple[str, str, str, str]:
 INPUT_IDS, INPUTS_EMBEDS, ATTENTION_MASK, LOGITS = "input_ids", "inputs_embeds", "attention_mask", "logits"
 LOGITS_TO_KEEP = "logits_to_keep"  # runtime variant only: logits for the last n positions, not all
 PAST_KEY, PAST_VALUE = "past_key_values.%d.key", "past_key_values.%d.value"
+# Trace variant only (runtime): per kept position, every block's gate weights over the backbone and
+# the active experts, (batch, logits_to_keep, blocks, 1 + active), and the head's input after its norm.
+GATE_WEIGHTS, FINAL_HIDDEN = "gate_weights", "final_hidden"
 PRESENT_KEY, PRESENT_VALUE = "present.%d.key", "present.%d.value"
 
 
@@ -68,6 +71,9 @@ def canonical(bundle_domains: list[str], active) -> list[str]:
 def gate_columns(bundle_domains: list[str], active: list[str]) -> list[int]:
     """The gate-logit columns of the backbone and the `active` experts, in that order."""
     return [0] + [1 + bundle_domains.index(d) for d in active]
+
+
+BACKBONE = "backbone"  # the first gate column's label, before the active domains'
 
 
 def running_layers(manifest: dict, active: list[str]) -> int:

@@ -1,7 +1,7 @@
 """The `edgemode` command line. Each verb is one function here and calls into its stage.
 
-Verbs that only read bundles (run, eval of a bundle, inspect) import the runtime alone, so they
-work on a runtime-only install; the others import torch lazily.
+Verbs that only read bundles (run, eval and explain of a bundle, inspect) import the runtime alone,
+so they work on a runtime-only install; the others import torch lazily.
 """
 
 from __future__ import annotations
@@ -154,12 +154,22 @@ def export(model_dir, domains, quant, device, output, context, block_size, accur
 @click.option("--seed", default=None, type=click.IntRange(0, None), help="Seed for sampling.")
 @click.option("--threads", default=None, type=int, help="onnxruntime intra-op threads (1-256). Default: onnxruntime's.")
 @click.option("--device", default=None, help="Device profile: refuse to load beyond its memory budget.")
-def run(bundle, domains, prompt, max_new_tokens, temperature, top_k, top_p, seed, threads, device):
+@click.option("--trace", is_flag=True, help="Instead of streaming text, print each generated token with every "
+              "block's gate weights over the backbone and the active domains.")
+def run(bundle, domains, prompt, max_new_tokens, temperature, top_k, top_p, seed, threads, device, trace):
     """Generate a continuation of PROMPT with BUNDLE, streamed to stdout."""
     from edgemode.runtime import Engine, Sampling
 
     sampling = Sampling(temperature, top_k, top_p, seed)
     engine = Engine.load(bundle, _all_domains(bundle, domains), threads=threads, device=device)
+    if trace:
+        from edgemode.bundle.names import BACKBONE
+
+        click.echo(f"gate weights per block, {'/'.join([BACKBONE, *engine.domains])}:")
+        for token, step in engine.generate_ids(engine.encode(prompt), max_new_tokens, sampling, trace=True):
+            blocks = "  ".join("/".join(f"{w:.2f}" for w in row) for row in step.gates[0])
+            click.echo(f"  {engine.tokenizer.decode([token])!r:20s} {blocks}")
+        return
     for piece in engine.generate(prompt, max_new_tokens, sampling):
         sys.stdout.write(piece)
         sys.stdout.flush()
@@ -178,10 +188,7 @@ def eval_(path, domains, text_file, window, max_tokens, as_json):
     """Perplexity of TEXT_FILE under PATH: a bundle (runtime) or a MoDE model directory (PyTorch)."""
     from edgemode.runtime.perplexity import perplexity
 
-    try:
-        text = text_file.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise EdgemodeError(f"{text_file} is not UTF-8 text: {e}") from None
+    text = _read_text(text_file)
     if (path / "mode.json").is_file():
         import torch
 
@@ -208,6 +215,40 @@ def eval_(path, domains, text_file, window, max_tokens, as_json):
         click.echo(json.dumps(result))
     else:
         click.echo(f"tokens {result['tokens']}  nll {result['nll']:.6f}  ppl {result['ppl']:.4f}")
+
+
+@cli.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--domains", default=None, help="Comma-separated experts to explain, the players (1 to 8). Default: all.")
+@click.option("--text-file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="UTF-8 text to explain.")
+@click.option("--order", type=int, default=None, help="Order of the Faith-Shap interactions, 1 to the number of "
+              "domains. Default: 2 (1 for one domain).")
+@click.option("--window", default=256, show_default=True, help="Tokens per scoring window, as `edgemode eval`'s.")
+@click.option("--token", type=int, default=None, help="Position of the token whose evidence to gather (as numbered "
+              "in --json and the page). Default: the token the experts helped most.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (per-token arrays included).")
+@click.option("--html", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write a self-contained HTML page: the text shaded by the expert that helped each token most.")
+def explain(path, domains, text_file, order, window, token, as_json, html):
+    """Which experts helped on TEXT_FILE under PATH (a bundle, or a MoDE model directory).
+
+    \b
+    Every subset S of the domains is run once (2^n passes over the text); its value v(S) is the
+    text's mean log-likelihood per token with exactly S active (-v(S) is `edgemode eval`'s nll).
+    Prints v(S), each expert's exact Shapley value (they add up to v(all) - v({})), and the
+    Faith-Shap interactions: pairs are complements (> 0) or substitutes (< 0).
+    """
+    from edgemode.explain.attribution import explain as run_explain, summary
+
+    result = run_explain(path, _domains(domains), _read_text(text_file), order, window, token,
+                         progress=lambda message: click.echo(message, err=True))
+    if html:
+        from edgemode.explain.page import render
+
+        html.write_text(render(result, str(path)), encoding="utf-8")
+        click.echo(f"explain: wrote {html}", err=True)
+    click.echo(json.dumps(result) if as_json else "\n".join(summary(result)))
 
 
 @cli.command()
@@ -485,6 +526,13 @@ def _all_domains(bundle: Path, text: str | None) -> list[str]:
 
         domains = bundle_manifest.read(bundle)["domains"]
     return domains
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise EdgemodeError(f"{path} is not UTF-8 text: {e}") from None
 
 
 def _model_tokenizer(model_dir: Path):

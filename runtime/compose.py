@@ -8,7 +8,8 @@ Inputs and outputs follow onnxruntime-genai's decoder conventions (bundle/names.
 gives GroupQueryAttention's seqlens_k and total_sequence_length inside the graph, and every layer
 that runs, expert layers included, has its past_key_values.N / present.N pair. Weights stay where
 the bundle stores them: the composed graph's initializers point into the components' external-data
-files, so it is a small protobuf and adds no weight bytes.
+files, so it is a small protobuf and adds no weight bytes. A trace variant, composed only when
+traces are asked for, also outputs every block's gate weights and the final hidden state.
 """
 
 from __future__ import annotations
@@ -81,10 +82,10 @@ class _Composed:
         self.nodes.append(_node(op_type, inputs, [output], output, **attrs))
         return output
 
-    def add(self, file: str, connect: dict[str, str], expect: dict[str, int | None], first: bool = False) -> None:
+    def add(self, file: str, connect: dict[str, str], expect: dict[str, int | None], first: bool = False) -> list:
         """Add component graph `file`, its names prefixed, with the inputs and outputs in `connect`
-        wired to names of the composed graph. `expect` maps names the component must have to the
-        width of their last axis (None: any). `first` puts its nodes at the front of the list."""
+        wired to names of the composed graph, and return its nodes. `expect` maps names the component
+        must have to the width of their last axis (None: any). `first` puts its nodes at the front."""
         path = resolve(self.bundle, file)
         try:
             graph = P.ModelProto.FromString(path.read_bytes())
@@ -113,6 +114,7 @@ class _Composed:
             self.initializers.append(tensor)
         for opset in graph.opset_import:
             self.opsets[opset.domain] = max(self.opsets.get(opset.domain, 0), opset.version)
+        return list(graph.graph.node)
 
     def model(self, name: str) -> "P.ModelProto":
         graph = P.GraphProto(name=name, node=self.nodes, input=self.inputs, output=self.outputs, initializer=self.initializers)
@@ -120,10 +122,12 @@ class _Composed:
         return P.ModelProto(ir_version=10, producer_name="edgemode", graph=graph, opset_import=opsets)
 
 
-def compose(bundle: Path, manifest: dict, domains: list[str], with_embedding: bool) -> "P.ModelProto":
+def compose(bundle: Path, manifest: dict, domains: list[str], with_embedding: bool, trace: bool = False) -> "P.ModelProto":
     """The decoder of `domains` (a checked subset of the bundle's). `with_embedding` takes input_ids
     (genai's bindings); without it the graph takes inputs_embeds and logits_to_keep (edgemode's
-    runtime, which reads embedding rows from disk and wants logits for the last positions only)."""
+    runtime, which reads embedding rows from disk and wants logits for the last positions only).
+    `trace` adds two outputs for the positions whose logits it gives: every block's gate weights
+    and the final hidden state (bundle/names.py: GATE_WEIGHTS, FINAL_HIDDEN)."""
     domains = names.canonical(manifest["domains"], domains)
     backbone, layout, graphs = manifest["backbone"], manifest["layout"], manifest["graphs"]
     hidden, vocab = backbone["hidden_size"], backbone["vocab_size"]
@@ -176,17 +180,36 @@ def compose(bundle: Path, manifest: dict, domains: list[str], with_embedding: bo
         c.op("Sum", [c.op("Mul", [w, out], f"gate.{b}.mixed.{j}") for j, (w, out) in enumerate(zip(parts, outs))], y)
 
     x = f"x.{len(blocks)}"
+    if trace:
+        if domains:  # (batch, sequence, blocks, 1 + active)
+            rows = [c.op("Unsqueeze", [f"gate.{b}.weights", c.const([2])], f"trace.gate.{b}") for b in range(len(blocks))]
+            gates = c.op("Concat", rows, "trace.gates", axis=2)
+        else:  # the backbone alone: its weight is 1 in every block
+            batch_sequence = c.op("Slice", [c.op("Shape", [x], "trace.shape"), c.const([0]), c.const([2])], "trace.batch_sequence")
+            dims = c.op("Concat", [batch_sequence, c.const([len(blocks), 1])], "trace.gates_shape", axis=0)
+            gates = c.op("Expand", [c.op("Cast", [c.const(1)], "trace.one", to=TensorProto.FLOAT), dims], "trace.gates")
     shape = ["batch", "sequence_length", vocab]
     if not with_embedding:
         keep = names.LOGITS_TO_KEEP
         c.inputs.append(_value_info(keep, TensorProto.INT64, [1]))
-        x = c.op("Slice", [x, c.op("Neg", [keep], "head.first"), c.const([INT64_MAX]), c.const([1])], "head.kept")
+        first = c.op("Neg", [keep], "head.first")
+        x = c.op("Slice", [x, first, c.const([INT64_MAX]), c.const([1])], "head.kept")
+        if trace:
+            gates = c.op("Slice", [gates, first, c.const([INT64_MAX]), c.const([1])], "trace.gates_kept")
         shape[1] = "logits_to_keep"
     # The head's nodes go first in the list (onnxruntime sorts the graph itself): onnxruntime
     # prepacks weights in list order, and the head's 8-bit packing needs a temporary buffer of the
     # head's size. Packed first, that buffer comes and goes before the decoder's weights are
     # resident (measured on SmolLM2 int4: peak RSS at load 252 -> 222 MB, 262 -> 234 with experts).
-    c.add(graphs["head"], {names.HIDDEN: x, names.LOGITS: names.LOGITS}, {names.HIDDEN: hidden, names.LOGITS: vocab},
-          first=True)
+    head = c.add(graphs["head"], {names.HIDDEN: x, names.LOGITS: names.LOGITS}, {names.HIDDEN: hidden, names.LOGITS: vocab},
+                 first=True)
     c.outputs.insert(0, _value_info(names.LOGITS, TensorProto.FLOAT, shape))
+    if trace:
+        norm = [n for n in head if n.op_type == "SimplifiedLayerNormalization" and list(n.input[:1]) == [x]]
+        if len(norm) != 1:
+            raise BundleError(f"{graphs['head']} does not start with the final norm; this bundle cannot be traced")
+        c.op("Identity", [gates], names.GATE_WEIGHTS)
+        c.op("Identity", [norm[0].output[0]], names.FINAL_HIDDEN)
+        c.outputs += [_value_info(names.GATE_WEIGHTS, TensorProto.FLOAT, [*shape[:2], len(blocks), 1 + len(domains)]),
+                      _value_info(names.FINAL_HIDDEN, TensorProto.FLOAT, [*shape[:2], hidden])]
     return c.model(names.component(names.composed_file(domains)))

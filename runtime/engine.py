@@ -7,6 +7,8 @@ parts, top to bottom:
 2. `Engine`: load, set_domains, forward; one session run per step (a prefill chunk or a token);
 3. generation: prompt checks, chunked prefill, the decode loop, streamed text.
 Embedding rows are read from the bundle as needed (runtime/embedding.py), never held in memory.
+Gate traces (`trace=True`) run on a request's own session of the trace variant of the graph, so
+requests without them run exactly the graph they ran before.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import threading
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -81,12 +84,25 @@ def execution_providers(profile: dict | None) -> list[str]:
     return list(dict.fromkeys([first, "CPUExecutionProvider"]))
 
 
+@dataclass
+class Trace:
+    """What the model did at each of `tokens` positions: `gates` (tokens, blocks, 1 + len(domains)),
+    every block's gate weights over the backbone and the active experts (columns: names.BACKBONE,
+    then `domains` in bundle order), and `hidden` (tokens, hidden_size), the final hidden state
+    (the LM head's input, after the final norm). Both float32."""
+
+    domains: list[str]
+    gates: np.ndarray
+    hidden: np.ndarray
+
+
 class Decoder:
-    """The composed decoder of one active domain set, in one onnxruntime session."""
+    """The composed decoder of one active domain set, in one onnxruntime session; `traced`: the
+    trace variant, whose runs also return a Trace."""
 
     def __init__(self, graph: bytes, manifest: dict, domains: list[str], options: ort.SessionOptions,
-                 providers: list[str]):
-        self.domains = domains
+                 providers: list[str], traced: bool = False):
+        self.domains, self.traced = domains, traced
         try:
             self.session = ort.InferenceSession(graph, options, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types
@@ -94,6 +110,7 @@ class Decoder:
                 f"the bundle's graphs for domains {{{','.join(domains)}}} do not load: {first_line(e)}") from None
         backbone = manifest["backbone"]
         self.kv_heads, self.kv_head_dim, self.vocab = backbone["kv_heads"], backbone["kv_head_dim"], backbone["vocab_size"]
+        self.hidden, self.blocks = backbone["hidden_size"], len(manifest["layout"]["blocks"])
         self.layers = names.running_layers(manifest, domains)
 
     def new_cache(self, capacity: int) -> tuple[ort.IOBinding, list[ort.OrtValue], np.ndarray]:
@@ -109,24 +126,31 @@ class Decoder:
                 binding.bind_ortvalue_output(present, values[-1])
         return binding, values, np.ones((1, capacity), np.int64)
 
-    def run(self, embeds: np.ndarray, cache, total: int, keep: int) -> np.ndarray:
-        """Logits (1, keep, vocab) for the last `keep` of the `embeds` rows; the cache then holds
-        `total` positions."""
+    def run(self, embeds: np.ndarray, cache, total: int, keep: int) -> tuple[np.ndarray, Trace | None]:
+        """Logits (1, keep, vocab) for the last `keep` of the `embeds` rows, and their Trace if this
+        decoder is traced; the cache then holds `total` positions."""
         binding, _, mask = cache
         binding.bind_cpu_input(names.INPUTS_EMBEDS, embeds)
         binding.bind_cpu_input(names.ATTENTION_MASK, mask[:, :total])
         binding.bind_cpu_input(names.LOGITS_TO_KEEP, np.array([keep], np.int64))
-        # Written into our own array: get_outputs() would also wrap every bound KV output.
-        logits = np.empty((1, keep, self.vocab), np.float32)
-        binding.bind_output(names.LOGITS, "cpu", 0, np.float32, list(logits.shape), logits.ctypes.data)
+        # Written into our own arrays: get_outputs() would also wrap every bound KV output.
+        outputs = {names.LOGITS: np.empty((1, keep, self.vocab), np.float32)}
+        if self.traced:
+            outputs[names.GATE_WEIGHTS] = np.empty((1, keep, self.blocks, 1 + len(self.domains)), np.float32)
+            outputs[names.FINAL_HIDDEN] = np.empty((1, keep, self.hidden), np.float32)
+        for name, array in outputs.items():
+            binding.bind_output(name, "cpu", 0, np.float32, list(array.shape), array.ctypes.data)
         self.session.run_with_iobinding(binding)
-        return logits
+        if not self.traced:
+            return outputs[names.LOGITS], None
+        return outputs[names.LOGITS], Trace(self.domains, outputs[names.GATE_WEIGHTS][0], outputs[names.FINAL_HIDDEN][0])
 
 
 # 2. The engine ----------------------------------------------------------------------------------
 
 class KVCache:
-    """One request: its decoder (kept through domain switches) and that decoder's keys and values."""
+    """One request: its decoder (kept through domain switches; traced or not) and that decoder's
+    keys and values."""
 
     def __init__(self, decoder: Decoder, capacity: int):
         self.decoder, self.capacity, self.length = decoder, capacity, 0
@@ -235,8 +259,8 @@ class Engine:
         """The provider the session runs on first (the CPU's runs what it cannot)."""
         return self.decoder.session.get_providers()[0]
 
-    def _graph(self, domains: list[str]) -> bytes:
-        return compose(self.bundle, self.manifest, domains, with_embedding=False).SerializeToString()
+    def _graph(self, domains: list[str], trace: bool = False) -> bytes:
+        return compose(self.bundle, self.manifest, domains, with_embedding=False, trace=trace).SerializeToString()
 
     @property
     def loaded_graph_bytes(self) -> int:
@@ -244,22 +268,32 @@ class Engine:
         graphs = bundle_manifest.with_external_data(self.manifest, bundle_manifest.graph_files(self.manifest, self.domains))
         return sum(self.manifest["files"][name]["bytes"] for name in graphs)
 
-    def new_cache(self, capacity: int) -> KVCache:
-        """A request of up to `capacity` tokens with the domains active now."""
+    def new_cache(self, capacity: int, trace: bool = False) -> KVCache:
+        """A request of up to `capacity` tokens with the domains active now. With `trace`, the
+        request runs on its own session of the traced graph (composed and loaded now, as a domain
+        switch is; with a device, its budget must hold both sessions)."""
         _check_positive("capacity", capacity)
         if capacity > self.max_context:
             raise EdgemodeError(f"{capacity} tokens exceed this bundle's context of {self.max_context} tokens")
         with self._lock:
             self._check_open()
-            return KVCache(self.decoder, capacity)
+            if not trace:
+                return KVCache(self.decoder, capacity)
+            if self.device:
+                _check_budget(self.manifest, self.device, self.domains, held=self.domains)
+            traced = Decoder(self._graph(self.domains, trace=True), self.manifest, self.domains, self.options,
+                             self.providers, traced=True)
+            return KVCache(traced, capacity)
 
-    def forward(self, token_ids, cache: KVCache, last_only: bool = False) -> np.ndarray:
+    def forward(self, token_ids, cache: KVCache, last_only: bool = False):
         """Logits (n, vocab) for the next tokens after `cache`, which grows by n = len(token_ids);
-        with `last_only`, (1, vocab) for the last of them."""
-        return self._step(self._check_ids(token_ids), cache, last_only)
+        with `last_only`, (1, vocab) for the last of them. A traced cache's request (new_cache with
+        trace=True) gets (logits, Trace) of the same positions."""
+        logits, trace = self._step(self._check_ids(token_ids), cache, last_only)
+        return logits if trace is None else (logits, trace)
 
-    def _step(self, token_ids: np.ndarray, cache: KVCache, last_only: bool) -> np.ndarray:
-        """`forward` for ids already checked."""
+    def _step(self, token_ids: np.ndarray, cache: KVCache, last_only: bool) -> tuple[np.ndarray, Trace | None]:
+        """`forward` for ids already checked, always as (logits, Trace or None)."""
         if not isinstance(cache, KVCache):
             raise EdgemodeError("cache must come from engine.new_cache")
         with self._lock:
@@ -268,19 +302,24 @@ class Engine:
             if cache.length + n > cache.capacity:
                 raise EdgemodeError(f"{cache.length + n} tokens exceed the cache's {cache.capacity}")
             try:
-                logits = cache.decoder.run(self.embedding(token_ids), cache.values, cache.length + n, 1 if last_only else n)
+                logits, trace = cache.decoder.run(self.embedding(token_ids), cache.values, cache.length + n, 1 if last_only else n)
             except Exception as e:  # onnxruntime's own types: the graphs do not do what the manifest says
                 raise bundle_manifest.BundleError(
                     f"running {self.bundle} failed ({first_line(e)}); its graphs do not match its manifest") from e
             cache.length += n
-            return logits[0]
+            return logits[0], trace
 
-    def logits(self, token_ids, chunk: int = 256) -> np.ndarray:
-        """Logits for every position of `token_ids`, prefilled `chunk` tokens at a time."""
+    def logits(self, token_ids, chunk: int = 256, trace: bool = False):
+        """Logits for every position of `token_ids`, prefilled `chunk` tokens at a time; with
+        `trace`, (logits, Trace) with a Trace row for every position."""
         token_ids = self._check_ids(token_ids)
         _check_positive("chunk", chunk)
-        cache = self.new_cache(len(token_ids))
-        return np.concatenate([self._step(token_ids[i : i + chunk], cache, False) for i in range(0, len(token_ids), chunk)])
+        cache = self.new_cache(len(token_ids), trace)
+        steps = [self._step(token_ids[i : i + chunk], cache, False) for i in range(0, len(token_ids), chunk)]
+        logits = np.concatenate([step[0] for step in steps])
+        if not trace:
+            return logits
+        return logits, Trace(self.domains, np.concatenate([t.gates for _, t in steps]), np.concatenate([t.hidden for _, t in steps]))
 
     def _check_ids(self, token_ids) -> np.ndarray:
         ids = np.asarray(token_ids)
@@ -306,8 +345,9 @@ class Engine:
         return ids
 
     def generate_ids(self, prompt_ids: list[int], max_new_tokens: int = 128, sampling: Sampling = Sampling(),
-                     prefill_chunk: int = planner.PREFILL_CHUNK) -> Iterator[int]:
-        """Yield new token ids one at a time, stopping at an EOS token or `max_new_tokens`.
+                     prefill_chunk: int = planner.PREFILL_CHUNK, trace: bool = False) -> Iterator:
+        """Yield new token ids one at a time, stopping at an EOS token or `max_new_tokens`; with
+        `trace`, (token id, Trace) pairs, the Trace (one row) of the position that predicted it.
 
         Generation also stops when the context is full; the KV cache is sized to the prompt plus
         `max_new_tokens` (within the bundle's context), never to the model's whole context.
@@ -325,15 +365,15 @@ class Engine:
                 f"(at most {self.max_context - 1} prompt tokens)"
             )
         rng = np.random.default_rng(sampling.seed)
-        cache = self.new_cache(min(self.max_context, len(ids) + max_new_tokens))
+        cache = self.new_cache(min(self.max_context, len(ids) + max_new_tokens), trace)
         for i in range(0, len(ids), prefill_chunk):
-            logits = self._step(ids[i : i + prefill_chunk], cache, last_only=True)
+            logits, step_trace = self._step(ids[i : i + prefill_chunk], cache, last_only=True)
         while True:
             token = choose(logits[-1], sampling, rng)
-            yield token
+            yield (token, step_trace) if trace else token
             if token in self.eos_token_ids or cache.length - len(ids) + 1 >= max_new_tokens or cache.length >= cache.capacity:
                 return
-            logits = self._step(np.array([token], np.int64), cache, last_only=True)
+            logits, step_trace = self._step(np.array([token], np.int64), cache, last_only=True)
 
     def generate(self, prompt: str, max_new_tokens: int = 128, sampling: Sampling = Sampling()) -> Iterator[str]:
         """Stream the continuation of `prompt` as text pieces."""
