@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # onnxruntime-genai in a virtualenv of its own (never a project dependency): tests/test_genai.py
 GENAI_VENV ?= $(CACHE)/genai-venv
 
-.PHONY: demo test install
+.PHONY: demo test install chromium
 
 $(VENV)/bin/activate:
 	python3 -m venv $(VENV)
@@ -22,5 +22,10 @@ $(GENAI_VENV)/installed:
 	$(GENAI_VENV)/bin/python -m pip install -q onnxruntime-genai==0.18.0
 	touch $@
 
-test: install $(GENAI_VENV)/installed
+# A real headless browser: tests/test_explain.py renders `edgemode explain --html`'s page (Debian's
+# chromium; CI runs as root on Debian).
+chromium:
+	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
+
+test: install $(GENAI_VENV)/installed chromium
 	EDGEMODE_GENAI_PYTHON=$(GENAI_VENV)/bin/python $(PY) -m pytest -q

@@ -114,18 +114,20 @@ def explain(path: str | Path, domains: list[str] | None, text: str, order: int |
     if not text.strip():
         raise EdgemodeError("the text is empty")
     scorer = _ModelDir(path) if (path / "mode.json").is_file() else _Bundle(path)
-    players = names.canonical(scorer.domains, check_domains(scorer.domains, scorer.domains if domains is None else domains, str(path)))
+    requested = scorer.domains if domains is None else domains
+    players = names.canonical(scorer.domains, check_domains(scorer.domains, requested, str(path)))
     order = min(2, len(players)) if order is None else order
     games.check_order(len(players), order)
     if window > scorer.context:
-        raise EdgemodeError(f"the window of {window} tokens exceeds {path}'s context ({scorer.context} tokens); pass a window of {scorer.context} or less")
+        raise EdgemodeError(f"the window of {window} tokens exceeds {path}'s context ({scorer.context} tokens); "
+                            f"pass a window of {scorer.context} or less")
     encoding = scorer.tokenizer.encode(text)
     ids, text_pieces = np.asarray(encoding.ids, np.int64), pieces(text, encoding)
-
     n, full = len(players), (1 << len(players)) - 1
+    members = [[players[i] for i in games.players(mask)] for mask in range(1 << n)]
+
     scores, gates = [], None
-    for mask in range(1 << n):
-        active = [players[i] for i in games.players(mask)]
+    for mask, active in enumerate(members):
         progress(f"explain: scoring {{{label(active)}}} ({mask + 1}/{1 << n})")
         traced = mask == full and isinstance(scorer, _Bundle)
         token_scores, positions = token_log_likelihoods(scorer.logits_fn(active, traced), ids, window)
@@ -147,31 +149,31 @@ def explain(path: str | Path, domains: list[str] | None, text: str, order: int |
         "domains": players,
         "tokens": len(positions),
         "window": window,
-        "values": {label([players[i] for i in games.players(m)]): float(values[m]) for m in range(1 << n)},
+        "values": {label(active): float(values[m]) for m, active in enumerate(members)},
         "shapley": {d: float(phi_tokens[i].mean()) for i, d in enumerate(players)},
-        "efficiency": {"shapley_sum": float(phi_tokens.mean(axis=1).sum()), "v_all_minus_v_none": float(values[full] - values[0])},
+        "efficiency": {"shapley_sum": float(phi_tokens.mean(axis=1).sum()),
+                       "v_all_minus_v_none": float(values[full] - values[0])},
         "order": order,
         "faith_shap": {label([players[i] for i in t]): float(x) for t, x in interactions.items()},
         "token": token,
         "per_token": {
             "position": positions.tolist(),
             "token_id": ids[positions].tolist(),
-            "log_likelihood": {label([players[i] for i in games.players(m)]): per_token[m].tolist() for m in range(1 << n)},
+            "log_likelihood": {label(active): per_token[m].tolist() for m, active in enumerate(members)},
             "shapley": {d: phi_tokens[i].tolist() for i, d in enumerate(players)},
             **({"gates": gates.round(6).tolist()} if gates is not None else {}),
         },
         "text_pieces": text_pieces,  # every token's piece of the text, scored or not
         "evidence": None,
     }
-    start = (token - 1) // window * window  # the window that scored the token
-    evidence, concepts = sibling("evidence"), sibling("concepts")
-    if isinstance(scorer, _Bundle) and evidence is not None:
-        index = evidence.load_index(path)
-        if index is not None:
-            progress(f"explain: evidence for token {token}")
-            hidden = scorer.hidden(ids[start:token], players)
-            result["evidence"] = evidence.top_passages(index, hidden, int(ids[token]), players)
-    if isinstance(scorer, _ModelDir) and concepts is not None:  # rows: the scored tokens, window by window
+    evidence = sibling("evidence") if isinstance(scorer, _Bundle) else None  # numpy only, as the runtime
+    index = evidence.load_index(path) if evidence else None
+    if index is not None:  # the prediction of the token: from the position before it, in its window
+        progress(f"explain: evidence for token {token}")
+        hidden = scorer.hidden(ids[(token - 1) // window * window : token], players)
+        result["evidence"] = evidence.top_passages(index, hidden, int(ids[token]), players)
+    concepts = sibling("concepts") if isinstance(scorer, _ModelDir) else None  # needs torch
+    if concepts is not None:  # rows: the scored tokens, window by window
         progress("explain: concept gradients")
         windows = [ids[i : i + window] for i in range(0, len(ids) - 1, window)]
         gradients = np.concatenate([concepts.concept_gradients(path, w, players) for w in windows])

@@ -82,11 +82,11 @@ def render(result: dict, source: str) -> str:
         for k, v in result["faith_shap"].items()])
     token = result["token"]
     chosen = f"token {token}, {escape(repr(result['text_pieces'][token]))}"
-    if result["evidence"]:
-        evidence = "".join(f"<p>{escape(p['domain'])}, score {p['score']:+.3f}</p><blockquote>{escape(p['text'])}</blockquote>"
-                           for p in result["evidence"])
-    else:
+    if result["evidence"] is None:
         evidence = "<p>No evidence: it needs a bundle exported with an evidence index (<code>edgemode export --evidence</code>).</p>"
+    else:
+        evidence = "".join(f'<p class="passage">{escape(p["domain"])}, score {p["score"]:+.3f}</p><blockquote>{escape(p["text"])}</blockquote>'
+                           for p in result["evidence"]) or "<p>No training passage of the index supports this prediction.</p>"
     concepts = ""
     if "concept_gradients" in result["per_token"]:
         rows = result["per_token"]["concept_gradients"][result["per_token"]["position"].index(token)]

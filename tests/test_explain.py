@@ -1,21 +1,31 @@
 """`edgemode explain`: exact Shapley values and Faith-Shap interactions over experts, and gate traces."""
 
+import json
+import re
+import subprocess
+import sys
+import textwrap
+from html import escape
 from itertools import combinations, permutations
 from math import comb
 
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
 from edgemode import EdgemodeError
 from edgemode.bundle.names import gate_columns
+from edgemode.cli import cli
 from edgemode.explain import games
 from edgemode.explain.attribution import explain
+from edgemode.explain.page import render
 from edgemode.export import export
 from edgemode.model import store
 from edgemode.runtime import Engine
 
 from conftest import DOMAINS, make_backbone, randomize_gates
+from test_runtime import BLOCK_HEAVY_IMPORTS
 
 PLAYERS = ["a", "b", "twin", "off"]  # twin: a's copy (same layers and gate rows); off: gate logit -1e9
 WINDOW = 64
@@ -199,3 +209,129 @@ def test_generation_traces_the_position_that_predicted_each_token(bundles):
     for i, (_, step) in enumerate(steps):
         np.testing.assert_allclose(step.gates[0], trace.gates[len(prompt) - 1 + i], atol=1e-5)
         np.testing.assert_allclose(step.hidden[0], trace.hidden[len(prompt) - 1 + i], atol=1e-4)
+
+
+# The command line and the page --------------------------------------------------------------------
+
+
+def edgemode(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("text") / "text.txt"
+    path.write_text(TEXT + "\n")
+    return path
+
+
+def test_cli_explain_json_matches_eval_of_each_subset(game_dirs, text_file):
+    result = edgemode("explain", game_dirs[1], "--domains", "b,a", "--text-file", text_file, "--window", WINDOW, "--json")
+    assert result.exit_code == 0, result.output
+    assert "explain: scoring {a,b} (4/4)" in result.stderr
+    out = json.loads(result.stdout)
+    assert out["domains"] == ["a", "b"] and out["tokens"] == 98 and out["order"] == 2
+    assert set(out["values"]) == {"", "a", "b", "a,b"} and set(out["shapley"]) == {"a", "b"}
+    assert set(out["faith_shap"]) == {"a", "b", "a,b"}
+    assert abs(sum(out["shapley"].values()) - (out["values"]["a,b"] - out["values"][""])) < 1e-9
+    for subset, value in out["values"].items():  # a reader can check every v(S) with `edgemode eval`
+        scored = edgemode("eval", game_dirs[1], "--domains", subset, "--text-file", text_file, "--window", WINDOW, "--json")
+        assert abs(json.loads(scored.stdout)["nll"] + value) < 1e-9
+    summary = edgemode("explain", game_dirs[1], "--domains", "a,b", "--text-file", text_file, "--window", WINDOW).stdout
+    assert "efficiency" in summary and ("complements" in summary or "substitutes" in summary)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--domains", "a,zz"], "unknown domain 'zz'"),
+    (["--domains", ""], "exact values need 1 to 8 experts"),
+    (["--domains", "a,b", "--order", "3"], "order must be an integer from 1 to 2"),
+    (["--window", "500"], "exceeds"),
+])
+def test_cli_explain_errors_are_one_line(game_dirs, text_file, args, message):
+    result = edgemode("explain", game_dirs[1], "--text-file", text_file, *args)
+    assert result.exit_code == 1 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_cli_explain_refuses_an_empty_or_missing_file(game_dirs, tmp_path):
+    (tmp_path / "empty.txt").write_text("\n")
+    result = edgemode("explain", game_dirs[1], "--text-file", tmp_path / "empty.txt")
+    assert result.exit_code == 1 and "the text is empty" in result.stderr
+    result = edgemode("explain", game_dirs[1], "--text-file", tmp_path / "missing.txt")
+    assert result.exit_code == 2 and "does not exist" in result.stderr
+
+
+def test_cli_run_trace_prints_each_tokens_gates(game_dirs):
+    result = edgemode("run", game_dirs[1], "--domains", "a,b", "--prompt", "w1 w2 w3", "--max-new-tokens", 4, "--trace")
+    assert result.exit_code == 0, result.output
+    header, *lines = result.stdout.strip().splitlines()
+    assert header == "gate weights per block, backbone/a/b:" and len(lines) == 4
+    for line in lines:
+        blocks = line.split()[-3:]  # three blocks of backbone/a/b weights
+        assert all(abs(sum(map(float, block.split("/"))) - 1) <= 0.015 for block in blocks), line
+
+
+def chromium(*args):
+    done = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", *map(str, args)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_page_renders_every_token_in_a_real_browser(game_dirs, text_file, tmp_path):
+    page = tmp_path / "page.html"
+    result = edgemode("explain", game_dirs[1], "--domains", "a,b", "--text-file", text_file, "--window", WINDOW, "--html", page)
+    assert result.exit_code == 0, result.output
+    html = page.read_text()
+    assert "http://" not in html and "https://" not in html and "<script" not in html  # self-contained
+    dom = chromium("--dump-dom", page.as_uri())
+    spans = re.findall(r'<span class="tok[^"]*" id="t(\d+)"[^>]*>([^<]*)</span>', dom)
+    assert [int(i) for i, _ in spans] == list(range(100))  # every token, in order
+    assert " ".join(piece.strip() for _, piece in spans) == TEXT
+    assert re.search(r'class="tok by-(a|b)[^"]*"[^>]*style="background:rgba', dom)  # shaded by an expert
+    for shot, url in (("page.png", page.as_uri()), ("blank.png", "about:blank")):
+        chromium(f"--screenshot={tmp_path / shot}", "--window-size=900,700", url)
+    png = (tmp_path / "page.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    # A blank page compresses to almost nothing; the rendered text and its shading do not.
+    assert len(png) > 10 * (tmp_path / "blank.png").stat().st_size
+
+
+def test_explain_gathers_evidence_for_the_chosen_token(tmp_path_factory, game_dirs, text_file):
+    from edgemode.explain import evidence
+    from edgemode.train.data import SEPARATOR
+
+    bundle = tmp_path_factory.mktemp("evidence") / "bundle"
+    words = TEXT.split()
+    texts = {d: SEPARATOR.join(" ".join(words[i : i + 30]) for i in range(start, 90, 30)) + "\n"
+             for d, start in zip(PLAYERS, [0, 10, 0, 20])}
+    export(game_dirs[0], bundle, max_context=128, evidence=4, evidence_texts=texts)
+    result = explain(bundle, ["a", "b"], TEXT, window=WINDOW, token=40)
+    engine = Engine.load(bundle, ["a", "b"])
+    _, trace = engine.logits(engine.encode(TEXT)[:40], trace=True)  # token 40 is predicted at position 39
+    want = evidence.top_passages(evidence.load_index(bundle), trace.hidden[-1], engine.encode(TEXT)[40], ["a", "b"])
+    assert result["evidence"] == want and want and {p["domain"] for p in want} <= {"a", "b"}
+    page = render(result, str(bundle))
+    assert escape(want[0]["text"]) in page and re.search(r'class="tok[^"]* chosen" id="t40"', page)
+
+
+def test_explain_of_a_model_directory_adds_concept_gradients(game_dirs):
+    from edgemode.explain.concepts import concept_gradients
+
+    text = " ".join(TEXT.split()[:20])
+    result = explain(game_dirs[0], ["a", "b"], text, window=WINDOW)
+    ids = np.array([int(w[1:]) + 2 for w in text.split()])  # the word tokenizer: "w<i>" is id i + 2
+    np.testing.assert_allclose(result["per_token"]["concept_gradients"], concept_gradients(game_dirs[0], ids, ["a", "b"]), atol=1e-6)
+    assert np.shape(result["per_token"]["concept_gradients"]) == (19, 3, 2)
+    assert "Concept gradients for token" in render(result, str(game_dirs[0]))
+
+
+def test_explain_of_a_bundle_runs_without_torch(game_dirs, text_file):
+    code = BLOCK_HEAVY_IMPORTS + textwrap.dedent(f"""
+        from edgemode.explain.attribution import explain
+        result = explain({str(game_dirs[1])!r}, ["a", "b"], open({str(text_file)!r}).read(), window={WINDOW})
+        assert "torch" not in sys.modules
+        print(result["tokens"])
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "98"
