@@ -242,31 +242,32 @@ def _evidence_index(mode, tokenizer_file: Path, texts: dict[str, str], per_domai
             if not windows:
                 raise EdgemodeError(f"--evidence: the training text of {domain!r} has no passage of two tokens or more")
             picks = np.unique(np.linspace(0, len(windows) - 1, min(per_domain, len(windows))).round().astype(int))
-            by_length, positions = {}, 0  # passages of one length run as one batch
+            chosen = []
             for e, doc, s in (windows[i] for i in picks):
                 end = min(s + PASSAGE_TOKENS, len(e.ids))
-                by_length.setdefault(end - s, []).append((len(passages), e.ids[s:end]))
+                chosen.append((len(passages), e.ids[s:end]))
                 passages.append({"domain": domain, "text": doc[e.offsets[s][0] : e.offsets[end - 1][1]]})
-            for group in by_length.values():
-                for i in range(0, len(group), EVIDENCE_BATCH):
-                    batch = group[i : i + EVIDENCE_BATCH]
-                    ids = torch.as_tensor([window for _, window in batch])
-                    with torch.no_grad():
-                        probs = torch.softmax(mode(ids, domains=[domain])[:, :-1].float(), -1)
-                    top = probs.topk(min(evidence_file.TOP, probs.shape[-1]), -1)
-                    targets = ids[:, 1:]
-                    positions += targets.numel()
-                    for row, (passage, _) in enumerate(batch):
-                        arrays.append({
-                            "hidden": head_input["h"][row, :-1].numpy(), "target": targets[row].numpy(),
-                            "target_prob": probs[row].gather(-1, targets[row, :, None])[:, 0].numpy(),
-                            "top_ids": top.indices[row].numpy(), "top_probs": top.values[row].numpy(),
-                            "passage": np.full(len(targets[row]), passage),
-                        })
+            for i in range(0, len(chosen), EVIDENCE_BATCH):
+                batch = chosen[i : i + EVIDENCE_BATCH]
+                # Shorter passages padded on the right: causal attention keeps their positions as they are alone.
+                length = max(len(window) for _, window in batch)
+                ids = torch.as_tensor([window + [0] * (length - len(window)) for _, window in batch])
+                with torch.no_grad():
+                    probs = torch.softmax(mode(ids, domains=[domain])[:, :-1].float(), -1)
+                top = probs.topk(min(evidence_file.TOP, probs.shape[-1]), -1)
+                for row, (passage, window) in enumerate(batch):
+                    n = len(window) - 1  # positions with a next token
+                    targets = ids[row, 1 : n + 1]
+                    arrays.append({
+                        "hidden": head_input["h"][row, :n].numpy(), "target": targets.numpy(),
+                        "target_prob": probs[row, :n].gather(-1, targets[:, None])[:, 0].numpy(),
+                        "top_ids": top.indices[row, :n].numpy(), "top_probs": top.values[row, :n].numpy(),
+                        "passage": np.full(n, passage),
+                    })
+            positions = sum(len(window) - 1 for _, window in chosen)
             log(f"evidence {domain}: {len(picks)} of {len(windows)} passages, {positions} positions, {time.time() - started:.1f} s")
     finally:
         hook.remove()
-    arrays.sort(key=lambda a: a["passage"][0])
     columns = {key: np.concatenate([a[key] for a in arrays]) for key in evidence_file.ARRAYS}
     return evidence_file.Index(**columns, passages=passages, passage_tokens=PASSAGE_TOKENS)
 
