@@ -115,6 +115,27 @@ def test_with_the_whole_document_as_context_the_own_passage_still_leads(bundle, 
     assert (ranks == 0).mean() >= 0.97 and ranks.max() <= 1
 
 
+def test_through_the_engine_a_training_point_ranks_its_own_passage_first(bundle, mode):
+    """The runtime's side: the test point's hidden state from the bundle's traced decoder."""
+    from edgemode.runtime import Engine
+
+    index = evidence.load_index(bundle)
+    texts = [p["text"] for p in index.passages]
+    checked = 0
+    for domain in DOMAINS:
+        with Engine.load(bundle, domains=[domain]) as engine:
+            for doc, start in _passages(CORPORA[domain]):
+                words = doc[start : start + PASSAGE_TOKENS]
+                ids = [int(w[1:]) + 2 for w in words]
+                _, trace = engine.logits(ids, trace=True)
+                np.testing.assert_allclose(trace.hidden, _head_input(mode, words, [domain])[0], atol=1e-4)
+                for t in range(len(ids) - 1):
+                    found = evidence.top_passages(index, trace.hidden[t], ids[t + 1], DOMAINS)
+                    assert found[0]["passage"] == texts.index(" ".join(words)), (domain, start, t)
+                    checked += 1
+    assert checked == len(index.target)
+
+
 def test_scores_are_the_representer_sums_over_each_passage(bundle, mode):
     """Every passage's score is sum_i (1[y_i = c] - p_i(c)) <h_i, h>, recomputed here from PyTorch with
     full softmaxes; the index keeps only the top-TOP probabilities, so the difference is at most the
