@@ -118,8 +118,8 @@ class Rehearsal:
         self.damaged = np.zeros(self.BINS, np.int64)
         if schedule.rehearsal == "mix-cd":
             self.base = self._backbone_losses(mode)
-            edges = np.quantile(self.base, np.linspace(0, 1, self.BINS + 1)[1:-1])
-            self.bin = np.searchsorted(edges, self.base)
+            self.bin = np.empty(self.POOL, np.int64)  # equal-size bins by loss rank: ties cannot empty a bin
+            self.bin[np.argsort(self.base, kind="stable")] = np.arange(self.POOL) * self.BINS // self.POOL
             if state:
                 self.seen, self.damaged = np.asarray(state["seen"]), np.asarray(state["damaged"])
 
@@ -193,7 +193,7 @@ class Checkpoint:
         optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
 
 
-def _run(mode, params, row_masks, next_batch, active, schedule: Schedule, checkpoint: Checkpoint, save, label: str,
+def train_loop(mode, params, row_masks, next_batch, active, schedule: Schedule, checkpoint: Checkpoint, save, label: str,
          max_minutes: float | None, rehearsal: Rehearsal | None = None):
     """The shared training loop: AdamW, linear warmup, grad clipping, progress, checkpoints, resume, time cap."""
     if max_minutes is not None and not 0 < max_minutes < float("inf"):
@@ -293,7 +293,7 @@ def train_expert(model_dir: str | Path, domain: str, schedule: Schedule, corpus:
     rows = schedule.batch - (schedule.rehearsal_rows if rehearsal else 0)
     params = [p for p in mode.experts[domain].parameters()] + [p for g in mode.gates for p in g.parameters()]
     masks = _gate_rows(mode, [1 + mode.domains.index(domain)])
-    return _run(mode, params, masks, lambda step: batch([source], schedule, step, rows), [domain], schedule,
+    return train_loop(mode, params, masks, lambda step: batch([source], schedule, step, rows), [domain], schedule,
                 checkpoint, lambda: store.save_expert(mode, model_dir, domain), f"train-expert {domain}", max_minutes,
                 rehearsal)
 
@@ -332,5 +332,5 @@ def compose(model_dir: str | Path, domains: list[str], schedule: Schedule, unfre
         params += [p for d in domains for p in mode.experts[d].parameters()]
     rows = gate_columns(mode.domains, domains)
     job = "compose-" + "-".join(sorted(domains)) + ("-unfrozen" if unfreeze_experts else "")
-    return _run(mode, params, _gate_rows(mode, rows), next_batch, domains, schedule, Checkpoint(model_dir, job, schedule),
+    return train_loop(mode, params, _gate_rows(mode, rows), next_batch, domains, schedule, Checkpoint(model_dir, job, schedule),
                 lambda: store.save(mode, model_dir, experts=unfreeze_experts), "compose", max_minutes)
