@@ -1,7 +1,8 @@
 """edgemode: Modular Domain Experts (MoDE) exported to ONNX and run on-device.
 
 The stages live in their own subpackages: `edgemode.model` (the PyTorch MoDE model),
-`edgemode.export`, `edgemode.quantize`, `edgemode.bundle`, `edgemode.runtime`, `edgemode.devices`.
+`edgemode.export`, `edgemode.quantize`, `edgemode.bundle`, `edgemode.runtime`, `edgemode.devices`,
+`edgemode.explain`.
 """
 
 __version__ = "0.1.0"

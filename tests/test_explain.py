@@ -243,6 +243,7 @@ def test_cli_explain_json_matches_eval_of_each_subset(game_dirs, text_file):
 
 @pytest.mark.parametrize("args,message", [
     (["--domains", "a,zz"], "unknown domain 'zz'"),
+    (["--domains", "a,a"], "duplicate domain"),
     (["--domains", ""], "exact values need 1 to 8 experts"),
     (["--domains", "a,b", "--order", "3"], "order must be an integer from 1 to 2"),
     (["--window", "500"], "exceeds"),
