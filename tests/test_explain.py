@@ -93,6 +93,17 @@ def test_values_are_the_runtime_and_pytorch_log_likelihoods(game_dirs, result):
     np.testing.assert_allclose(result["per_token"]["log_likelihood"]["a,b"][: WINDOW - 1], want, atol=1e-5)
 
 
+def test_each_tokens_gates_are_those_of_the_position_that_predicted_it(game_dirs, result):
+    engine = Engine.load(game_dirs[1], PLAYERS)
+    ids = engine.encode(TEXT)
+    windows = [engine.logits(ids[i : i + WINDOW], trace=True)[1].gates for i in (0, WINDOW)]
+    gates = np.array(result["per_token"]["gates"])
+    assert gates.shape == (98, 3, 1 + len(PLAYERS))
+    np.testing.assert_allclose(gates[:WINDOW - 1], windows[0][:-1], atol=1e-6)  # token t: row t - 1
+    np.testing.assert_allclose(gates[WINDOW - 1 :], windows[1][:-1], atol=1e-6)
+    np.testing.assert_allclose(gates[..., -1], 0, atol=1e-7)  # "off" never gets a share
+
+
 def test_bad_requests_are_refused(game_dirs):
     with pytest.raises(EdgemodeError, match="unknown domain 'zz'"):
         explain(game_dirs[1], ["a", "zz"], TEXT, window=WINDOW)
