@@ -18,9 +18,15 @@ CG is the first-order change of f per unit change of g when h_b[t] moves along g
 the direction that changes g fastest per unit of g: positive when more of d's expert at that block
 and token would have made the actual next token more likely.
 
-Cost: one forward pass and one backward pass per token (grad f_t at position t is the diagonal of
-a Jacobian, so the backward passes cannot be shared), plus one cheap backward per block and domain
-for grad g, which depends on h_b[t] alone.
+Where a gate saturates (g or 1 - g near 0, as at SmolLM2's first position), grad g is tiny and CG
+grows like 1 / ||grad g||: a unit of g is then far outside the linear range. Measured on the default
+model over 512 tokens of held-out legal text: |CG| up to 7e16 at the first position (the last
+block's legal gate is 1e-19 there); elsewhere median 3.4, 99th percentile 370.
+
+Cost: one forward and one backward pass (plus a cheap one per block and domain for grad g, which
+depends on h_b[t] alone). grad f_t at position t is the diagonal of a Jacobian: the forward pass
+uses attention whose gradient flows from a query only to its own position's key and value (values
+unchanged), so the gradient of sum_t f_t at h_b[t] is exactly d f_t / d h_b[t].
 """
 
 from __future__ import annotations
@@ -30,10 +36,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import AttentionInterface
+from transformers.models.llama.modeling_llama import repeat_kv
 
 from edgemode import EdgemodeError
 from edgemode.bundle.names import gate_columns
 from edgemode.model import store
+
+DIAGONAL = "edgemode_diagonal_gradient"  # the attention implementation below, as transformers names it
 
 
 def concept_gradients(model_dir: str | Path, token_ids, domains) -> np.ndarray:
@@ -52,7 +62,7 @@ def gradients(mode, token_ids, domains) -> np.ndarray:
     blocks, hidden = len(mode.layout.blocks), mode.config.hidden_size
     dtype = mode.backbone.model.embed_tokens.weight.dtype
     shifts = [torch.zeros(1, ids.shape[1], hidden, dtype=dtype, requires_grad=True) for _ in range(blocks)]
-    with torch.enable_grad(), shifted_block_inputs(mode, domains, shifts) as gates:
+    with torch.enable_grad(), shifted_block_inputs(mode, domains, shifts) as gates, diagonal_attention(mode.config):
         logits = mode(ids, domains=domains)[0]
         f = torch.log_softmax(logits[:-1].float(), -1).gather(-1, ids[0, 1:, None])[:, 0]
         # g at position t depends on that position's block input alone: one backward per (block, domain).
@@ -60,9 +70,7 @@ def gradients(mode, token_ids, domains) -> np.ndarray:
             torch.stack([torch.autograd.grad(gates[b][:, 1 + j].sum(), shifts[b], retain_graph=True)[0][0, :-1]
                          for j in range(len(domains))], -2)
             for b in range(blocks)], 1) if domains else torch.zeros(len(f), blocks, 0, hidden)
-        grad_f = torch.stack([
-            torch.stack([grad[0, t] for grad in torch.autograd.grad(f[t], shifts, retain_graph=t < len(f) - 1)])
-            for t in range(len(f))])  # [tokens - 1, blocks, hidden]
+        grad_f = torch.stack([grad[0, :-1] for grad in torch.autograd.grad(f.sum(), shifts)], 1)  # [tokens - 1, blocks, hidden]
     grad_f, grad_g = grad_f.double(), grad_g.double()
     norm = (grad_g**2).sum(-1)
     along = (grad_g * grad_f[:, :, None]).sum(-1)
@@ -96,3 +104,32 @@ def shifted_block_inputs(mode, domains: list[str], shifts: list[torch.Tensor]):
     finally:
         for handle in handles:
             handle.remove()
+
+
+def _attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    """transformers' eager attention, except that the output at t depends, for gradients, only on
+    the key and value at t (and its own query): the others enter detached. Values are the same."""
+    key, value = repeat_kv(key, module.num_key_value_groups), repeat_kv(value, module.num_key_value_groups)
+    fixed_key, fixed_value = key.detach(), value.detach()
+    own = torch.diag_embed((query * (key - fixed_key)).sum(-1))  # zero, with the gradient of q_t . k_t
+    scores = (query @ fixed_key.transpose(2, 3) + own) * scaling
+    if attention_mask is not None:
+        scores = scores + attention_mask[:, :, :, : key.shape[-2]]
+    weights = torch.softmax(scores, -1, dtype=torch.float32).to(query.dtype)
+    output = weights @ fixed_value + weights.diagonal(dim1=-2, dim2=-1)[..., None] * (value - fixed_value)
+    return output.transpose(1, 2).contiguous(), weights
+
+
+AttentionInterface.register(DIAGONAL, _attention)
+
+
+@contextmanager
+def diagonal_attention(config):
+    """Within the context, the backbone's and the experts' layers (which share `config`) attend
+    with `_attention`."""
+    before = config._attn_implementation
+    config._attn_implementation = DIAGONAL
+    try:
+        yield
+    finally:
+        config._attn_implementation = before
