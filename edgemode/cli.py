@@ -16,7 +16,7 @@ import click
 
 from edgemode import EdgemodeError, __version__, first_line, os_error_text
 from edgemode.devices.planner import PREFILL_CHUNK
-from edgemode.train.recipe import COMPOSE_STEPS, DEFAULT_HIGH_FIRST, DEFAULT_REHEARSAL, EXPERT_STEPS, REHEARSAL
+from edgemode.train.recipe import COMPOSE_STEPS, DEFAULT_HIGH_FIRST, DEFAULT_REHEARSAL, EXPERT_STEPS, REHEARSAL, THREADS
 
 
 class Group(click.Group):
@@ -471,6 +471,8 @@ def schedule_options(default_steps: int):
             click.option("--lr", default=3e-4, show_default=True, help="AdamW learning rate."),
             click.option("--batch", default=8, show_default=True, help="Sequences per step."),
             click.option("--seq", default=128, show_default=True, help="Tokens per sequence."),
+            click.option("--threads", default=THREADS, show_default=True,
+                         help="Torch threads. Part of what makes runs bit-identical: another count gives other bits."),
         ]):
             f = option(f)
         return f
@@ -488,13 +490,13 @@ def schedule_options(default_steps: int):
 @click.option("--general", default="general", show_default=True, help="Corpus name or text file rehearsed.")
 @schedule_options(EXPERT_STEPS)
 def train_expert(model_dir, domain, corpus, rehearsal, rehearsal_rows, general, steps, max_minutes, seed, lr, batch,
-                 seq):
+                 seq, threads):
     """Stage 1: train DOMAIN's expert and gate rows with the backbone frozen (resumes if interrupted)."""
     from edgemode.train.trainer import Schedule, train_expert as run_training
 
     schedule = Schedule(steps=steps, seed=seed, lr=lr, batch=batch, seq=seq, rehearsal=rehearsal,
                         rehearsal_rows=rehearsal_rows)
-    run_training(model_dir, domain, schedule, corpus, max_minutes, general)
+    run_training(model_dir, domain, schedule, corpus, max_minutes, general, threads)
 
 
 @cli.command()
@@ -507,7 +509,7 @@ def train_expert(model_dir, domain, corpus, rehearsal, rehearsal_rows, general, 
 @click.option("--data", "corpora", multiple=True, metavar="NAME=CORPUS",
               help="Text for a domain or for 'general': a corpus name or text file (repeatable). Default: its own corpus.")
 @schedule_options(COMPOSE_STEPS)
-def compose(model_dir, domains, unfreeze_experts, high_first, corpora, steps, max_minutes, seed, lr, batch, seq):
+def compose(model_dir, domains, unfreeze_experts, high_first, corpora, steps, max_minutes, seed, lr, batch, seq, threads):
     """Stage 2: fine-tune the gates on a balanced mixture of DOMAINS and general text."""
     from edgemode.train.trainer import Schedule, compose as run_compose
 
@@ -516,7 +518,7 @@ def compose(model_dir, domains, unfreeze_experts, high_first, corpora, steps, ma
     if bad:
         raise EdgemodeError(f"--data takes NAME=CORPUS, got {bad[0]!r}")
     run_compose(model_dir, _domains(domains), schedule, unfreeze_experts, max_minutes,
-                dict(item.split("=", 1) for item in corpora))
+                dict(item.split("=", 1) for item in corpora), threads)
 
 
 def _all_domains(bundle: Path, text: str | None) -> list[str]:

@@ -116,3 +116,12 @@ def test_changed_settings_do_not_resume_silently(fresh, tmp_path):
     with pytest.raises(EdgemodeError, match="made with other settings"):
         trainer.train_expert(model_dir, DOMAINS[0], Schedule(**{**vars(EXPERT), "steps": 7}),
                              str(texts[DOMAINS[0]]), general=str(texts["general"]))
+
+
+def test_resuming_with_another_thread_count_is_refused(fresh, tmp_path):
+    model_dir, texts = copy_of(fresh, tmp_path)
+    trainer.train_expert(model_dir, DOMAINS[0], EXPERT, str(texts[DOMAINS[0]]), max_minutes=1e-9,
+                         general=str(texts["general"]), threads=1)
+    with pytest.raises(EdgemodeError, match="trained with --threads 1"):
+        trainer.train_expert(model_dir, DOMAINS[0], EXPERT, str(texts[DOMAINS[0]]), general=str(texts["general"]),
+                             threads=2)

@@ -6,3 +6,4 @@ COMPOSE_STEPS = 20
 REHEARSAL = ("none", "uniform", "mix-cd")  # stage 1: how general-text rows are chosen
 DEFAULT_REHEARSAL = "none"
 DEFAULT_HIGH_FIRST = 0.0  # stage 2: fraction of steps on the high-resource domains first
+THREADS = 2  # torch's reductions split by thread count: another count gives other (equally good) bits

@@ -32,7 +32,7 @@ from edgemode.bundle.names import gate_columns
 from edgemode.cache import cache_dir
 from edgemode.model import store
 from edgemode.train import data
-from edgemode.train.recipe import REHEARSAL
+from edgemode.train.recipe import REHEARSAL, THREADS
 
 
 @dataclass(frozen=True)
@@ -194,10 +194,15 @@ class Checkpoint:
 
 
 def train_loop(mode, params, row_masks, next_batch, active, schedule: Schedule, checkpoint: Checkpoint, save, label: str,
-         max_minutes: float | None, rehearsal: Rehearsal | None = None):
-    """The shared training loop: AdamW, linear warmup, grad clipping, progress, checkpoints, resume, time cap."""
+               max_minutes: float | None, rehearsal: Rehearsal | None = None, threads: int = THREADS):
+    """The shared training loop: AdamW, linear warmup, grad clipping, progress, checkpoints, resume, time cap.
+
+    `threads` is fixed (not the machine's core count) because it changes the bits of the result."""
     if max_minutes is not None and not 0 < max_minutes < float("inf"):
         raise EdgemodeError(f"--max-minutes must be a positive number, got {max_minutes}")
+    if threads < 1:
+        raise EdgemodeError(f"--threads must be at least 1, got {threads}")
+    torch.set_num_threads(threads)
     torch.manual_seed(schedule.seed)
     optimizer = torch.optim.AdamW(params, lr=schedule.lr, weight_decay=0.0)
     progress = checkpoint.read() or {"step": 0, "seconds": 0.0, "tokens": 0, "loss": math.nan, "done": False}
@@ -205,6 +210,9 @@ def train_loop(mode, params, row_masks, next_batch, active, schedule: Schedule, 
         print(f"{label}: already trained ({progress['step']} steps, {progress['tokens']} tokens, "
               f"loss {progress['loss']:.3f})", file=sys.stderr)
         return progress
+    if progress.get("threads", threads) != threads:
+        raise EdgemodeError(f"{checkpoint.progress} was trained with --threads {progress['threads']}; resume with the "
+                            "same count (another count gives other bits), or delete it to start over")
     if progress["step"]:
         checkpoint.restore(optimizer)
         print(f"{label}: resuming at step {progress['step']}/{schedule.steps}", file=sys.stderr)
@@ -221,7 +229,8 @@ def train_loop(mode, params, row_masks, next_batch, active, schedule: Schedule, 
     def write(done: bool) -> None:
         save()
         checkpoint.write(optimizer, {"step": step, "seconds": seconds, "tokens": tokens_done, "loss": loss_avg,
-                                     "done": done, **({"rehearsal": rehearsal.state()} if rehearsal else {})})
+                                     "done": done, "threads": threads,
+                                     **({"rehearsal": rehearsal.state()} if rehearsal else {})})
 
     while step < schedule.steps:
         if step and step % schedule.checkpoint_every == 0:
@@ -276,7 +285,7 @@ def _gate_rows(mode, rows: list[int]):
 
 
 def train_expert(model_dir: str | Path, domain: str, schedule: Schedule, corpus: str | None = None,
-                 max_minutes: float | None = None, general: str = "general") -> dict:
+                 max_minutes: float | None = None, general: str = "general", threads: int = THREADS) -> dict:
     """Stage 1: train `domain`'s expert and its gate rows on its corpus (default: the domain's own).
 
     `corpus` and `general` (the rehearsal text) are corpus names or text files."""
@@ -289,13 +298,14 @@ def train_expert(model_dir: str | Path, domain: str, schedule: Schedule, corpus:
     checkpoint = Checkpoint(model_dir, f"expert-{domain}", schedule)
     rehearsal = None
     if schedule.rehearsal != "none":
+        torch.set_num_threads(threads)  # the pool's losses decide mix-cd's bins: the same bits as training
         rehearsal = Rehearsal(mode, tokens(model_dir, general), schedule, (checkpoint.read() or {}).get("rehearsal"))
     rows = schedule.batch - (schedule.rehearsal_rows if rehearsal else 0)
     params = [p for p in mode.experts[domain].parameters()] + [p for g in mode.gates for p in g.parameters()]
     masks = _gate_rows(mode, [1 + mode.domains.index(domain)])
     return train_loop(mode, params, masks, lambda step: batch([source], schedule, step, rows), [domain], schedule,
-                checkpoint, lambda: store.save_expert(mode, model_dir, domain), f"train-expert {domain}", max_minutes,
-                rehearsal)
+                      checkpoint, lambda: store.save_expert(mode, model_dir, domain), f"train-expert {domain}", max_minutes,
+                      rehearsal, threads)
 
 
 def high_resource(sizes: dict[str, int]) -> list[str]:
@@ -304,7 +314,7 @@ def high_resource(sizes: dict[str, int]) -> list[str]:
 
 
 def compose(model_dir: str | Path, domains: list[str], schedule: Schedule, unfreeze_experts: bool = False,
-            max_minutes: float | None = None, corpora: dict[str, str] | None = None) -> dict:
+            max_minutes: float | None = None, corpora: dict[str, str] | None = None, threads: int = THREADS) -> dict:
     """Stage 2: fine-tune the gates (and with `unfreeze_experts` the experts) on domains + general text.
 
     `corpora` maps a domain (or "general") to a corpus name or text file; by default each is its own corpus."""
@@ -333,4 +343,4 @@ def compose(model_dir: str | Path, domains: list[str], schedule: Schedule, unfre
     rows = gate_columns(mode.domains, domains)
     job = "compose-" + "-".join(sorted(domains)) + ("-unfrozen" if unfreeze_experts else "")
     return train_loop(mode, params, _gate_rows(mode, rows), next_batch, domains, schedule, Checkpoint(model_dir, job, schedule),
-                lambda: store.save(mode, model_dir, experts=unfreeze_experts), "compose", max_minutes)
+                      lambda: store.save(mode, model_dir, experts=unfreeze_experts), "compose", max_minutes, threads=threads)
