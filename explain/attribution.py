@@ -8,13 +8,12 @@ with the other experts' gate logits at -inf, and S = {} is the backbone alone.
 
 `explain` returns one JSON-ready dict: the values, Shapley values (whole text and per token) with
 their efficiency, the Faith-Shap interactions, per-token gate weights (bundles: from the gate trace
-of the all-experts pass), and, when a sibling module provides them, representer evidence (bundles
-with an evidence index) and concept gradients (model directories).
+of the all-experts pass), representer evidence (bundles with an evidence index) and concept
+gradients (model directories).
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Callable
 
@@ -23,24 +22,13 @@ import numpy as np
 from edgemode import EdgemodeError
 from edgemode.bundle import names
 from edgemode.domains import check_domains
-from edgemode.explain import games
+from edgemode.explain import evidence, games
 from edgemode.runtime.perplexity import token_log_likelihoods
 
 
 def label(members) -> str:
     """A coalition as JSON keys write it: its domains joined by commas in bundle order, "" for none."""
     return ",".join(members)
-
-
-def sibling(module: str):
-    """edgemode.explain.<module>, or None where this install has no such module."""
-    name = f"edgemode.explain.{module}"
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as e:
-        if e.name != name:
-            raise
-        return None
 
 
 class _Bundle:
@@ -166,18 +154,18 @@ def explain(path: str | Path, domains: list[str] | None, text: str, order: int |
         "text_pieces": text_pieces,  # every token's piece of the text, scored or not
         "evidence": None,
     }
-    evidence = sibling("evidence") if isinstance(scorer, _Bundle) else None  # numpy only, as the runtime
-    index = evidence.load_index(path) if evidence else None
+    index = evidence.load_index(path) if isinstance(scorer, _Bundle) else None
     if index is not None:  # the prediction of the token: from the position before it, in its window
         progress(f"explain: evidence for token {token}")
         hidden = scorer.hidden(ids[(token - 1) // window * window : token], players)
         result["evidence"] = evidence.top_passages(index, hidden, int(ids[token]), players)
-    concepts = sibling("concepts") if isinstance(scorer, _ModelDir) else None  # needs torch
-    if concepts is not None:  # rows: the scored tokens, window by window
+    if isinstance(scorer, _ModelDir):  # rows: the scored tokens, window by window
+        from edgemode.explain.concepts import gradients  # needs torch, as model directories do
+
         progress("explain: concept gradients")
         windows = [ids[i : i + window] for i in range(0, len(ids) - 1, window)]
-        gradients = np.concatenate([concepts.concept_gradients(path, w, players) for w in windows])
-        result["per_token"]["concept_gradients"] = gradients.tolist()
+        result["per_token"]["concept_gradients"] = np.concatenate(
+            [gradients(scorer.mode, w, players) for w in windows]).tolist()
     return result
 
 
