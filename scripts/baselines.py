@@ -14,8 +14,8 @@ A/Bs: --rehearsal lists the stage-1 variants (MoDE-1 rows), --high-first the sta
 tokens of each held-out split (documents never trained on) and each unseen split (a source never
 trained on), in 256-token windows. MoDE-1 scores a domain with its own expert; MoDE-2 scores
 everything with {legal,med} active, one deployed set like the single LoRA or full model. Bytes on
-device: MoDE's int4 expert graphs and full fine-tuning's second int4 backbone (from an int4 export
-of the MoDE-2 model), LoRA's adapter file as peft saves it (fp32).
+device: MoDE's int4 expert graphs and full fine-tuning's second int4 model (embedding, layers and
+head, from an int4 export of the MoDE-2 model), LoRA's adapter file as peft saves it (fp32).
 
 Runs are cached and resumable under $EDGEMODE_CACHE/baselines/. Prints a markdown table and a JSON line.
 
@@ -140,14 +140,17 @@ def fine_tune(root: Path, backbone_name: str, method: str, rank: int, expert_ste
 
 
 def int4_bytes(model_dir: Path) -> dict:
-    """Expert and backbone bytes of an int4 export of `model_dir` (graphs and their data)."""
+    """Bytes of an int4 export of `model_dir`: its experts' files, and its embedding, backbone and head
+    files (what a fully fine-tuned copy of the model adds; the tokenizer is shared)."""
     from edgemode.export import export
 
     bundle = model_dir.with_name(model_dir.name + "-int4")
     if not (bundle / bundle_manifest.MANIFEST).is_file():
         export(model_dir, bundle, DOMAINS, quant="int4")
     files = bundle_manifest.read(bundle)["files"]
-    return {kind: sum(f["bytes"] for name, f in files.items() if name.startswith(kind)) for kind in ("expert", "backbone")}
+    def size(*prefixes):
+        return sum(f["bytes"] for name, f in files.items() if name.startswith(prefixes))
+    return {"experts": size("expert."), "model": size("embedding.", "backbone.", "head.")}
 
 
 def main():
@@ -177,7 +180,7 @@ def main():
         row = {**scores(mode_logits(mode, stage), texts), "trainable": len(DOMAINS) * one_expert}
         if stage == 2 and sizes is None:
             sizes = int4_bytes(folder)
-        row["bytes"] = sizes["expert"] if stage == 2 else None
+        row["bytes"] = sizes["experts"] if stage == 2 else None
         rows[name] = row
         log(f"{name}: {row}")
 
@@ -194,7 +197,7 @@ def main():
         if method in methods:
             model, trainable, added = fine_tune(root, args.backbone, method, rank, args.expert_steps, args.compose_steps)
             if added is None:
-                added = sizes["backbone"] if sizes else None
+                added = sizes["model"] if sizes else None
             name = f"LoRA r={rank}" if method == "lora" else "full fine-tuning"
             rows[name] = {**scores(hf_logits(model), texts), "trainable": trainable, "bytes": added}
             log(f"{name}: {rows[name]}")
