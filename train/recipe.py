@@ -1,9 +1,9 @@
 """The default training recipe: what `train-expert`, `compose` and `edgemode demo` run unless told
 otherwise. Chosen by the A/Bs in docs/QUALITY.md; kept free of torch so the CLI can show it in --help."""
 
-EXPERT_STEPS = 60
+EXPERT_STEPS = 120
 COMPOSE_STEPS = 20
 REHEARSAL = ("none", "uniform", "mix-cd")  # stage 1: how general-text rows are chosen
-DEFAULT_REHEARSAL = "none"
+DEFAULT_REHEARSAL = "mix-cd"
 DEFAULT_HIGH_FIRST = 0.0  # stage 2: fraction of steps on the high-resource domains first
 THREADS = 2  # torch's reductions split by thread count: another count gives other (equally good) bits

@@ -99,7 +99,7 @@ def batch(sources: list[np.ndarray], schedule: Schedule, step: int, rows: int | 
 class Rehearsal:
     """General-text rows for stage 1, from a fixed pool of windows.
 
-    uniform: any window of the pool. mix-cd (Hsu et al., "forgetting-aware rehearsal"): the pool is
+    uniform: any window of the pool. mix-cd (the seed paper's forgetting-aware rehearsal): the pool is
     split into loss bins by the backbone's loss on each window (once, at the start), and a bin is
     drawn in proportion to its estimated rate of collateral damage: the share of its rehearsed
     windows whose loss is now above the backbone's. The estimate uses only the losses the training
