@@ -18,7 +18,8 @@ def test_baselines_script_runs_every_method_on_the_same_columns(tmp_path):
     backbone = make_backbone("llama", tmp_path / "backbone")
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--backbone", str(tmp_path / "backbone"), "--root", str(tmp_path / "runs"),
-         "--expert-steps", "2", "--compose-steps", "2", "--tokens", "64", "--rehearsal", "none,mix-cd"],
+         "--expert-steps", "2", "--compose-steps", "2", "--tokens", "64", "--rehearsal", "none,mix-cd",
+         "--compose-on", "none"],
         capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = json.loads(done.stdout.strip().splitlines()[-1])["rows"]
