@@ -55,6 +55,15 @@ def randomize_gates(mode, seed: int = 1) -> None:
             torch.nn.init.normal_(gate.bias, std=0.5)
 
 
+def small_model(path):
+    """A llama MoDE model of 2 blocks, 1 random expert layer each and mixing gates, under `path`."""
+    make_backbone("llama", path / "backbone")
+    mode = store.create(path / "model", str(path / "backbone"), DOMAINS, blocks=2, expert_layers=1, init="random")
+    randomize_gates(mode)
+    store.save(mode, path / "model")
+    return path / "model"
+
+
 @pytest.fixture(scope="session")
 def workdir(tmp_path_factory):
     return tmp_path_factory.mktemp("edgemode")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DOMAINS, make_backbone, randomize_gates
+from conftest import DOMAINS, small_model
 from edgemode import EdgemodeError
 from edgemode.bundle.names import gate_columns
 from edgemode.explain.concepts import concept_gradients, gradients
@@ -19,12 +19,7 @@ IDS = [5, 17, 3, 250, 42, 42, 9, 120, 77, 1, 64, 200]
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("concepts")
-    make_backbone("llama", path / "backbone")
-    mode = store.create(path / "model", str(path / "backbone"), DOMAINS, blocks=2, expert_layers=1, init="random")
-    randomize_gates(mode)
-    store.save(mode, path / "model")
-    return path / "model"
+    return small_model(tmp_path_factory.mktemp("concepts"))
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DOMAINS, make_backbone, randomize_gates
+from conftest import DOMAINS, small_model
 from edgemode import EdgemodeError
 from edgemode.bundle import manifest as bundle_manifest
 from edgemode.bundle import names
@@ -34,12 +34,7 @@ CORPORA = {"a": _documents(0, range(2, 150), [150, 40, 100]), "b": _documents(1,
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("evidence")
-    make_backbone("llama", path / "backbone")
-    mode = store.create(path / "model", str(path / "backbone"), DOMAINS, blocks=2, expert_layers=1, init="random")
-    randomize_gates(mode)
-    store.save(mode, path / "model")
-    return path / "model"
+    return small_model(tmp_path_factory.mktemp("evidence"))
 
 
 @pytest.fixture(scope="module")

@@ -82,6 +82,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgemode import EdgemodeError
+from edgemode.bundle.manifest import sha256
 from edgemode.cache import cache_dir, fetch_wheel
 
 CORPUS_VERSION = 2  # raise when the build changes in a way the spec below doesn't see
@@ -123,16 +124,8 @@ def _normalise(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _verify(path: Path, sha256: str) -> None:
-    got = _sha256(path)
+    got = sha256(path)
     if got != sha256:
         raise EdgemodeError(f"{path.name} has sha256 {got}, expected {sha256}: delete it and fetch again")
 
