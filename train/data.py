@@ -124,10 +124,10 @@ def _normalise(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
-def _verify(path: Path, sha256: str) -> None:
+def _verify(path: Path, expected: str) -> None:
     got = sha256(path)
-    if got != sha256:
-        raise EdgemodeError(f"{path.name} has sha256 {got}, expected {sha256}: delete it and fetch again")
+    if got != expected:
+        raise EdgemodeError(f"{path.name} has sha256 {got}, expected {expected}: delete it and fetch again")
 
 
 def _wheel(source: Source) -> Path:
