@@ -14,7 +14,8 @@ from pathlib import Path, PurePosixPath
 from edgemode import EdgemodeError, read_json
 
 FORMAT = "edgemode-bundle"
-SCHEMA_VERSION = 2  # 2: embedding_table, read by row
+SCHEMA_VERSION = 3  # 2: embedding_table, read by row; 3: residual experts, gates on the normalised block input
+RESIDUAL_SCHEMA = 3  # bundles before it mix experts that replace a share of their block: no export of those can run
 MANIFEST = "manifest.json"
 
 
@@ -89,6 +90,9 @@ def read(bundle: str | Path) -> dict:
     _require(_is_int(schema), "schema is not an integer")
     if schema > SCHEMA_VERSION:
         raise BundleError(f"bundle schema {schema} is newer than this edgemode reads ({SCHEMA_VERSION}); upgrade edgemode")
+    if schema < RESIDUAL_SCHEMA:
+        raise BundleError(f"bundle schema {schema} holds experts that replace a share of their block, which this edgemode "
+                          "no longer runs; re-train the experts (`edgemode new`, `train-expert`) and export again")
     if schema < SCHEMA_VERSION:
         raise BundleError(f"bundle schema {schema} is older than this edgemode reads ({SCHEMA_VERSION}); "
                           "export it again with `edgemode export`")

@@ -16,7 +16,8 @@ import click
 
 from edgemode import EdgemodeError, __version__, first_line, os_error_text
 from edgemode.devices.planner import PREFILL_CHUNK
-from edgemode.train.recipe import COMPOSE_STEPS, DEFAULT_HIGH_FIRST, DEFAULT_REHEARSAL, EXPERT_STEPS, REHEARSAL, THREADS
+from edgemode.train.recipe import (COMPOSE_STEPS, DEFAULT_HIGH_FIRST, DEFAULT_REHEARSAL, EXPERT_STEPS, GATE_LR, LR,
+                                   REHEARSAL, THREADS)
 
 
 class Group(click.Group):
@@ -468,7 +469,8 @@ def schedule_options(default_steps: int):
                               "finish). A cap, not a budget: the result then depends on the machine's speed."),
             click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1),
                          help="Seed: fixes batches and initialisation."),
-            click.option("--lr", default=3e-4, show_default=True, help="AdamW learning rate."),
+            click.option("--lr", default=LR, show_default=True, help="AdamW learning rate of the experts."),
+            click.option("--gate-lr", default=GATE_LR, show_default=True, help="AdamW learning rate of the gates."),
             click.option("--batch", default=8, show_default=True, help="Sequences per step."),
             click.option("--seq", default=128, show_default=True, help="Tokens per sequence."),
             click.option("--threads", default=THREADS, show_default=True,
@@ -489,12 +491,14 @@ def schedule_options(default_steps: int):
 @click.option("--rehearsal-rows", default=2, show_default=True, help="How many of each batch's rows rehearse.")
 @click.option("--general", default="general", show_default=True, help="Corpus name or text file rehearsed.")
 @schedule_options(EXPERT_STEPS)
-def train_expert(model_dir, domain, corpus, rehearsal, rehearsal_rows, general, steps, max_minutes, seed, lr, batch,
-                 seq, threads):
-    """Stage 1: train DOMAIN's expert and gate rows with the backbone frozen (resumes if interrupted)."""
+def train_expert(model_dir, domain, corpus, rehearsal, rehearsal_rows, general, steps, max_minutes, seed, lr, gate_lr,
+                 batch, seq, threads):
+    """Stage 1: train DOMAIN's expert and gate rows with the backbone frozen.
+
+    Resumes if interrupted; with a larger --steps, trains a finished expert further."""
     from edgemode.train.trainer import Schedule, train_expert as run_training
 
-    schedule = Schedule(steps=steps, seed=seed, lr=lr, batch=batch, seq=seq, rehearsal=rehearsal,
+    schedule = Schedule(steps=steps, seed=seed, lr=lr, gate_lr=gate_lr, batch=batch, seq=seq, rehearsal=rehearsal,
                         rehearsal_rows=rehearsal_rows)
     run_training(model_dir, domain, schedule, corpus, max_minutes, general, threads)
 
@@ -509,11 +513,12 @@ def train_expert(model_dir, domain, corpus, rehearsal, rehearsal_rows, general, 
 @click.option("--data", "corpora", multiple=True, metavar="NAME=CORPUS",
               help="Text for a domain or for 'general': a corpus name or text file (repeatable). Default: its own corpus.")
 @schedule_options(COMPOSE_STEPS)
-def compose(model_dir, domains, unfreeze_experts, high_first, corpora, steps, max_minutes, seed, lr, batch, seq, threads):
+def compose(model_dir, domains, unfreeze_experts, high_first, corpora, steps, max_minutes, seed, lr, gate_lr, batch, seq,
+            threads):
     """Stage 2: fine-tune the gates on a balanced mixture of DOMAINS and general text."""
     from edgemode.train.trainer import Schedule, compose as run_compose
 
-    schedule = Schedule(steps=steps, seed=seed, lr=lr, batch=batch, seq=seq, high_first=high_first)
+    schedule = Schedule(steps=steps, seed=seed, lr=lr, gate_lr=gate_lr, batch=batch, seq=seq, high_first=high_first)
     bad = [item for item in corpora if not all(item.partition("="))]
     if bad:
         raise EdgemodeError(f"--data takes NAME=CORPUS, got {bad[0]!r}")

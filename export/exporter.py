@@ -139,7 +139,7 @@ def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = N
     for b, block in enumerate(layout.blocks):
         layers = [backbone.model.layers[i] for i in block]
         components.append((names.backbone_file(b), lambda n, ls=layers, s=block: decoder_graph(n, backbone, ls, s, shape, rotary)))
-        components.append((names.gates_file(b), lambda n, g=mode.gates[b]: gate_graph(n, g.weight[rows], g.bias[rows])))
+        components.append((names.gates_file(b), lambda n, g=mode.gates[b]: gate_graph(n, g.weight[rows], g.bias[rows], g.eps)))
     for d in domains:
         for b, sources in enumerate(layout.expert_sources):
             components.append((names.expert_file(d, b), lambda n, d=d, b=b, s=sources: decoder_graph(n, backbone, mode.experts[d][b], s, shape, rotary)))

@@ -210,10 +210,13 @@ def head_graph(backbone) -> onnx.ModelProto:
     return g.model()
 
 
-def gate_graph(name: str, weight: torch.Tensor, bias: torch.Tensor) -> onnx.ModelProto:
-    """Gate logits for one block: hidden -> (batch, sequence, 1 + experts), backbone first."""
+def gate_graph(name: str, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> onnx.ModelProto:
+    """Gate logits for one block from its RMS-normalised input: hidden -> (batch, sequence, 1 + experts),
+    backbone first."""
     g = Graph(name)
     x = g.input(HIDDEN, TensorProto.FLOAT, ["batch", "sequence", weight.shape[1]])
+    ones = g.const("gate.norm", np.ones(weight.shape[1], np.float32))
+    x = g.op("SimplifiedLayerNormalization", [x, ones], 1, axis=-1, epsilon=eps, stash_type=1)
     y = g.op("MatMul", [x, g.const("gate.weight", _np(weight).T)])
     g.op("Add", [y, g.const("gate.bias", _np(bias))], [GATE_LOGITS])
     g.output(GATE_LOGITS, TensorProto.FLOAT, ["batch", "sequence", weight.shape[0]])

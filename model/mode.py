@@ -1,10 +1,13 @@
-"""The MoDE model in PyTorch: a frozen Hugging Face backbone plus per-block domain experts.
+"""The MoDE model in PyTorch: a frozen Hugging Face backbone plus per-block residual domain experts.
 
-Block b runs the backbone's layers and, for every active expert, that expert's k layers on the
-same input x_b. A per-block, per-token gate mixes them:
-    y_b = softmax(W_b x_b + c_b)[backbone, experts...] . [f_bb(x_b), f_1(x_b), ...]
-Only the active experts' logits enter the softmax, so a subset S equals the full model with the
-other logits at -inf, and S = {} is exactly the backbone. Layers are the backbone's own classes.
+Block b runs the backbone's layers f_bb and, for every active expert d, that expert's k layers E_d
+on the same input x_b. Each expert adds what it changes, weighted by a per-block, per-token gate:
+    y_b = f_bb(x_b) + sum_d a_d (E_d(x_b) - x_b),   a = softmax(W_b rms(x_b) + c_b)[backbone, S]
+An expert's output projections start at zero (block expansion, as in LLaMA-Pro), so E_d(x) = x and
+an untrained expert leaves the model exactly the backbone. Only the active experts' logits enter
+the softmax, so a subset S equals the full model with the other logits at -inf, and S = {} is
+exactly the backbone. The gate reads the RMS-normalised x_b: block inputs' scales differ a
+hundredfold between blocks, and a gate should see their direction. Layers are the backbone's own classes.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from edgemode.bundle.names import gate_columns
 from edgemode.domains import check_domains
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
-INITIAL_EXPERT_LOGIT = -2.0
+INITIAL_EXPERT_LOGIT = 0.0  # an expert alone starts with half of its block's gate
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,22 @@ def new_expert(backbone: nn.Module, layout: Layout) -> nn.ModuleList:
     )
 
 
+def output_projections(layer: nn.Module) -> list[nn.Linear]:
+    """The projections that write into a decoder layer's residual stream: zero, the layer is the identity."""
+    return [layer.self_attn.o_proj, layer.mlp.down_proj]
+
+
+class Gate(nn.Linear):
+    """One block's gate logits, backbone row first, from the RMS-normalised block input."""
+
+    def __init__(self, hidden: int, rows: int, eps: float):
+        super().__init__(hidden, rows)
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
+
+
 class MoDE(nn.Module):
     """A frozen causal-LM backbone with domain experts and per-block gates.
 
@@ -119,8 +138,11 @@ class MoDE(nn.Module):
         self.domains = list(domains)
         self.experts = nn.ModuleDict(experts)
         hidden = backbone.config.hidden_size
-        self.gates = nn.ModuleList(nn.Linear(hidden, 1 + len(domains)) for _ in layout.blocks)
-        for gate in self.gates:  # start close to the backbone: each expert gets ~12% of the mix alone
+        eps = float(backbone.config.rms_norm_eps)
+        self.gates = nn.ModuleList(Gate(hidden, 1 + len(domains), eps) for _ in layout.blocks)
+        # Each block's input passes through one of these: a place for hooks that must reach every reader of x_b.
+        self.block_inputs = nn.ModuleList(nn.Identity() for _ in layout.blocks)
+        for gate in self.gates:
             nn.init.zeros_(gate.weight)
             nn.init.constant_(gate.bias, INITIAL_EXPERT_LOGIT)
             nn.init.zeros_(gate.bias[:1])
@@ -132,8 +154,9 @@ class MoDE(nn.Module):
     def check_domains(self, domains) -> list[str]:
         return check_domains(self.domains, domains, "this model")
 
-    def forward(self, input_ids: torch.Tensor, domains=None) -> torch.Tensor:
-        """Logits (B, S, V) for a whole sequence, with the experts in `domains` active (default: all)."""
+    def forward(self, input_ids: torch.Tensor, domains=None, gate_weights: list | None = None) -> torch.Tensor:
+        """Logits (B, S, V) for a whole sequence, with the experts in `domains` active (default: all).
+        `gate_weights`, if given, receives each block's (B, S, 1 + active) gate weights."""
         active = self.domains if domains is None else self.check_domains(domains)
         columns = gate_columns(self.domains, active)
         model = self.backbone.model
@@ -152,11 +175,14 @@ class MoDE(nn.Module):
             return h
 
         for b, block in enumerate(self.layout.blocks):
+            x = self.block_inputs[b](x)
             y = run([model.layers[i] for i in block], block, x)
             if active:
                 weights = torch.softmax(self.gates[b](x)[..., columns], dim=-1)
                 sources = self.layout.expert_sources[b]
-                outputs = [y] + [run(self.experts[d][b], sources, x) for d in active]
-                y = sum(weights[..., j : j + 1] * out for j, out in enumerate(outputs))
+                for j, d in enumerate(active, start=1):
+                    y = y + weights[..., j : j + 1] * (run(self.experts[d][b], sources, x) - x)
+                if gate_weights is not None:
+                    gate_weights.append(weights)
             x = y
         return self.backbone.lm_head(model.norm(x))

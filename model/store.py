@@ -25,10 +25,12 @@ from edgemode import EdgemodeError, read_json
 from edgemode.bundle.manifest import sha256
 from edgemode.domains import check_domain_name
 from edgemode.model.backbones import load_backbone
-from edgemode.model.mode import MoDE, Layout, new_expert
+from edgemode.model.mode import MoDE, Layout, new_expert, output_projections
 
-MODEL_SCHEMA = 1
+MODEL_SCHEMA = 2  # 2: residual experts (zero-initialised output projections), gates on the normalised block input
 EXPERT_FORMAT = "edgemode-expert"
+RETRAIN = ("schema 1 experts replace a share of their block, which this edgemode no longer trains or runs; "
+           "create the model again with `edgemode new` and re-train its experts")
 
 
 def fingerprint(backbone) -> str:
@@ -140,6 +142,11 @@ def create(model_dir: str | Path, backbone_source: str, domains: list[str], bloc
                 else:
                     for module in layer.modules():
                         backbone._init_weights(module)
+                with torch.no_grad():  # the identity: an untrained expert changes nothing
+                    for projection in output_projections(layer):
+                        projection.weight.zero_()
+                        if projection.bias is not None:
+                            projection.bias.zero_()
         experts[domain] = layers
     mode = MoDE(backbone, layout, domains, experts, backbone_source, fingerprint(backbone))
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -155,6 +162,8 @@ def read_manifest(model_dir: str | Path) -> dict:
     manifest = read_json(path)
     if manifest.get("format") != "edgemode-model":
         raise EdgemodeError(f"{path} is not an edgemode model manifest")
+    if manifest.get("schema") == 1:
+        raise EdgemodeError(f"{path}: {RETRAIN}")
     if manifest.get("schema") != MODEL_SCHEMA:
         raise EdgemodeError(f"{path} has schema {manifest.get('schema')}; this edgemode reads schema {MODEL_SCHEMA}")
     domains = manifest.get("domains")
@@ -179,6 +188,10 @@ def load_expert(backbone, layout: Layout, path: Path, backbone_fingerprint: str)
     tensors, meta = _read_safetensors(path)
     if meta.get("format") != EXPERT_FORMAT:
         raise EdgemodeError(f"{path} is not an edgemode expert file")
+    if meta.get("schema") == "1":
+        raise EdgemodeError(f"expert {path.name}: {RETRAIN}")
+    if meta.get("schema") != str(MODEL_SCHEMA):
+        raise EdgemodeError(f"expert {path.name} has schema {meta.get('schema')}; this edgemode reads schema {MODEL_SCHEMA}")
     if meta.get("backbone_fingerprint") != backbone_fingerprint:
         raise EdgemodeError(
             f"expert {path.name} was made for backbone {meta.get('backbone_fingerprint', '?')[:19]}..., "

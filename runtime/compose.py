@@ -1,7 +1,7 @@
 """One decoder graph for an active domain set, composed from a bundle's component graphs.
 
     x_0 = embedding(input_ids)                    (or the runtime's own rows, fed as inputs_embeds)
-    y_b = a_0 backbone_b(x_b) + sum_d a_d expert_{d,b}(x_b),   a = softmax(gate_b(x_b)[backbone, S])
+    x_{b+1} = backbone_b(x_b) + sum_d a_d (expert_{d,b}(x_b) - x_b),   a = softmax(gate_b(x_b)[backbone, S])
     logits = head(x_B)                            (runtime: only the last logits_to_keep positions)
 
 Inputs and outputs follow onnxruntime-genai's decoder conventions (bundle/names.py): attention_mask
@@ -174,10 +174,11 @@ def compose(bundle: Path, manifest: dict, domains: list[str], with_embedding: bo
               {names.HIDDEN: hidden, names.GATE_LOGITS: 1 + len(manifest["domains"])})
         weights = c.op("Softmax", [c.op("Gather", [logits, c.const(columns)], f"gate.{b}.active", axis=-1)],
                        f"gate.{b}.weights", axis=-1)
-        parts = [f"gate.{b}.weight.{j}" for j in range(len(columns))]
+        parts = [f"gate.{b}.weight.{j}" for j in range(len(columns))]  # the backbone's weight is 1 - the rest's
         c.nodes.append(_node("Split", [weights], parts, f"gate.{b}.split", axis=-1, num_outputs=len(parts)))
-        outs = [f"backbone.{b}.out"] + [f"expert.{d}.{b}.out" for d in domains]
-        c.op("Sum", [c.op("Mul", [w, out], f"gate.{b}.mixed.{j}") for j, (w, out) in enumerate(zip(parts, outs))], y)
+        changes = [c.op("Mul", [w, c.op("Sub", [f"expert.{d}.{b}.out", x_in], f"expert.{d}.{b}.change")], f"gate.{b}.mixed.{d}")
+                   for w, d in zip(parts[1:], domains)]
+        c.op("Sum", [f"backbone.{b}.out", *changes], y)
 
     x = f"x.{len(blocks)}"
     if trace:

@@ -389,12 +389,14 @@ def make_bundles(work: Path, wrong: bool) -> dict[str, Path]:
     """Tiny random llama MoDE model (conftest.py's llama shape, init range 0.1), exported on x86."""
     import numpy as np
     import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     from edgemode.export import export
     from edgemode.model import store
     from edgemode.quantize.int4 import Int4Config
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from conftest import randomize_gates, word_tokenizer
 
     vocab = 300
     config = LlamaConfig(hidden_size=64, num_hidden_layers=5, num_attention_heads=4, num_key_value_heads=2,
@@ -402,17 +404,9 @@ def make_bundles(work: Path, wrong: bool) -> dict[str, Path]:
                          max_position_embeddings=256, initializer_range=0.1)
     torch.manual_seed(0)
     LlamaForCausalLM(config).eval().save_pretrained(work / "backbone")
-    words = ["[UNK]", "</s>"] + [f"w{i}" for i in range(vocab - 2)]  # tests/conftest.py's word_tokenizer
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", eos_token="</s>").save_pretrained(work / "backbone")
+    word_tokenizer(vocab).save_pretrained(work / "backbone")
     mode = store.create(work / "model", str(work / "backbone"), ["a", "b"], blocks=3, expert_layers=2, init="random", seed=0)
-    torch.manual_seed(1)  # conftest.randomize_gates: gates that really mix
-    with torch.no_grad():
-        for gate in mode.gates:
-            torch.nn.init.normal_(gate.weight, std=0.3)
-            torch.nn.init.normal_(gate.bias, std=0.5)
+    randomize_gates(mode)  # gates that really mix, experts that change their block
     store.save(mode, work / "model")
     rng = np.random.default_rng(0)
     (work / "text.txt").write_text(" ".join(f"w{i}" for i in rng.integers(0, vocab - 2, TEXT_WORDS)) + "\n")

@@ -14,6 +14,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralFo
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from edgemode.model import store
+from edgemode.model.mode import output_projections
 
 SMALL = dict(vocab_size=300, intermediate_size=96, max_position_embeddings=256)
 BACKBONES = {
@@ -46,8 +47,21 @@ def make_backbone(kind: str, path, with_tokenizer: bool = True):
     return model
 
 
+def open_experts(mode) -> None:
+    """Experts that really change their block: a new expert is the identity (zero output projections),
+    so each expert layer's output projections take the values of the backbone layer it mirrors."""
+    with torch.no_grad():
+        for blocks in mode.experts.values():
+            for layers, sources in zip(blocks, mode.layout.expert_sources):
+                for layer, src in zip(layers, sources):
+                    source = mode.backbone.model.layers[src]
+                    for mine, theirs in zip(output_projections(layer), output_projections(source)):
+                        mine.weight.copy_(theirs.weight)
+
+
 def randomize_gates(mode, seed: int = 1) -> None:
-    """Gates that really mix (zeros would weight everything equally)."""
+    """Gates that really mix (zeros would weight everything equally), over experts that really change their block."""
+    open_experts(mode)
     torch.manual_seed(seed)
     with torch.no_grad():
         for gate in mode.gates:

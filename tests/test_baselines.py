@@ -1,5 +1,6 @@
-"""scripts/baselines.py end to end on a tiny backbone: every method trains, is scored on every
-column, and LoRA gets as many trainable parameters as one expert (to within one rank's worth)."""
+"""scripts/baselines.py end to end on a tiny backbone: every method trains on the same number of
+updates and tokens, the sweep keeps the rate with the lowest validation perplexity, every row is
+scored on every column, and LoRA gets as many trainable parameters as one expert."""
 
 from __future__ import annotations
 
@@ -14,31 +15,51 @@ from conftest import make_backbone
 SCRIPT = Path(__file__).parent.parent / "scripts" / "baselines.py"
 
 
-def test_baselines_script_runs_every_method_on_the_same_columns(tmp_path):
+def progress(root: Path, run: str, job: str) -> dict:
+    return json.loads((root / run / "train" / f"{job}.progress.json").read_text())
+
+
+def test_baselines_are_update_matched_swept_and_scored_on_every_column(tmp_path):
     backbone = make_backbone("llama", tmp_path / "backbone")
+    root = tmp_path / "runs"
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--backbone", str(tmp_path / "backbone"), "--root", str(tmp_path / "runs"),
-         "--expert-steps", "2", "--compose-steps", "2", "--tokens", "64", "--rehearsal", "none,mix-cd",
-         "--compose-on", "none"],
-        capture_output=True, text=True, timeout=900)
+        [sys.executable, str(SCRIPT), "--backbone", str(tmp_path / "backbone"), "--root", str(root), "--steps", "2",
+         "--compose-steps", "2", "--tokens", "64", "--rehearsal", "uniform", "--curve", "1,3",
+         "--plot", str(tmp_path / "curve.png")],
+        capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stderr[-3000:]
-    rows = json.loads(done.stdout.strip().splitlines()[-1])["rows"]
-    names = list(rows)
-    assert names[:3] == ["backbone", "MoDE-1, rehearsal none", "MoDE-1, rehearsal mix-cd"]
-    assert names[3:5] == ["MoDE-2, rehearsal none, high-first 0", "MoDE-2, rehearsal none, high-first 0.5"]
-    assert names[5].startswith("LoRA r=") and names[6] == "full fine-tuning"
-    columns = [k for k in rows["backbone"] if k not in ("trainable", "bytes")]
-    assert len(columns) == 6
-    for row in rows.values():
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    base, one, two = result["base"], result["one"], result["two"]
+    columns = [f"{c} {p}" for c in ("legal", "med", "general") for p in ("heldout", "unseen")]
+    for row in [base, *one["legal"].values(), *one["med"].values(), *two.values()]:
         assert all(math.isfinite(row[c]) and row[c] > 1 for c in columns)
-    expert = rows["MoDE-1, rehearsal none"]["trainable"] // 2
-    rank = int(names[5].split("=")[1])
-    per_rank = rows[names[5]]["trainable"] // rank
-    assert abs(rows[names[5]]["trainable"] - expert) <= per_rank / 2
-    assert rows["full fine-tuning"]["trainable"] == sum(p.numel() for p in backbone.parameters())
-    files = json.loads((tmp_path / "runs" / "mode-none-high0-int4" / "manifest.json").read_text())["files"]
-    experts = sum(f["bytes"] for name, f in files.items() if name.startswith("expert."))
-    assert rows["MoDE-2, rehearsal none, high-first 0"]["bytes"] == experts > 0
-    model = sum(f["bytes"] for name, f in files.items() if name.startswith(("backbone.", "embedding.", "head.")))
-    assert rows["full fine-tuning"]["bytes"] == model
-    assert "| method |" in done.stdout
+
+    # The sweep: three rates a method, the kept one the lowest on the validation split.
+    for method, rates in result["sweep"].items():
+        assert len(rates) == 3
+        assert f"{result['rates'][method]:g}" == min(rates, key=rates.get)
+
+    # Update-matched: the same updates and tokens for every method, one domain and two.
+    rate = {m: f"{lr:g}" for m, lr in result["rates"].items()}
+    for domain in ("legal", "med"):
+        runs = [progress(root, f"mode1-{domain}-lr{rate['mode']}", f"expert-{domain}")] + [
+            progress(root, f"{m}1-{domain}-lr{rate[m]}", m) for m in ("lora", "full")]
+        steps = 3 if domain == "legal" else 2  # the curve extends the first domain's runs
+        assert [(r["step"], r["tokens"]) for r in runs] == [(steps, runs[0]["tokens"])] * 3
+    mode2 = progress(root, f"mode2-2-lr{rate['mode']}", "compose-legal-med")
+    stage_one = 2 * progress(root, f"mode1-med-lr{rate['mode']}", "expert-med")["tokens"]
+    for m in ("lora", "full"):
+        run = progress(root, f"{m}2-2-lr{rate[m]}", m)
+        assert (run["step"], run["tokens"]) == (2 + 2 + 2, stage_one + mode2["tokens"])
+
+    # Sizes: LoRA's rank matches one expert's parameters to within one rank's worth.
+    expert, lora = one["legal"]["mode"]["trainable"], one["legal"]["lora"]["trainable"]
+    assert abs(lora - expert) <= lora / result["lora_rank"] / 2
+    assert one["legal"]["full"]["trainable"] == sum(p.numel() for p in backbone.parameters())
+    files = json.loads((root / f"mode2-2-lr{rate['mode']}-int4" / "manifest.json").read_text())["files"]
+    assert one["legal"]["mode"]["bytes"] == sum(f["bytes"] for n, f in files.items() if n.startswith("expert.legal.")) > 0
+    assert two["full"]["bytes"] == sum(f["bytes"] for n, f in files.items() if n.startswith(("backbone.", "embedding.", "head.")))
+
+    assert sorted(map(int, result["curve"]["lora"])) == [1, 2, 3]
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| MoDE-2 {legal,med} |" in done.stdout and "| full fine-tuning |" in done.stdout

@@ -44,9 +44,9 @@ def test_schema_from_the_future_is_refused(bundle):
         Engine.load(bundle)
 
 
-def test_schema_from_the_past_asks_for_a_new_export(bundle):
-    edit_manifest(bundle, lambda m: m.update(schema=bundle_manifest.SCHEMA_VERSION - 1))
-    with pytest.raises(BundleError, match="older than this edgemode reads.*edgemode export"):
+def test_bundle_of_replacing_experts_asks_to_retrain(bundle):
+    edit_manifest(bundle, lambda m: m.update(schema=bundle_manifest.RESIDUAL_SCHEMA - 1))
+    with pytest.raises(BundleError, match="replace a share of their block.*re-train the experts.*export again"):
         Engine.load(bundle)
 
 

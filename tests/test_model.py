@@ -24,6 +24,17 @@ def test_no_domains_is_exactly_the_backbone(reference, backbone_dir):
         assert (reference(x, domains=[]) - hf(x).logits).abs().max() <= 1e-5
 
 
+@pytest.mark.parametrize("init", ["copy", "random"])
+def test_untrained_experts_are_the_identity(tmp_path, backbone_dir, init):
+    mode = store.create(tmp_path / "m", str(backbone_dir), DOMAINS, blocks=2, expert_layers=2, init=init, seed=0)
+    x = ids()
+    with torch.no_grad():
+        backbone = mode(x, domains=[])
+        for domains in (["a"], ["b"], ["a", "b"]):
+            assert torch.equal(mode(x, domains=domains), backbone)
+        assert (mode.experts["a"][0][0].self_attn.q_proj.weight != 0).any()  # only the output projections are zero
+
+
 def test_subset_equals_full_model_with_other_gate_at_minus_inf(reference):
     x = ids()
     with torch.no_grad():
@@ -88,15 +99,10 @@ def test_corrupt_expert_file_is_a_clear_error(tmp_path, model_dir):
 def test_expert_with_wrong_shapes_is_a_clear_error(tmp_path, model_dir):
     target = tmp_path / "m"
     _copy_model(model_dir, target)
-    path = target / "experts" / "a.safetensors"
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata()
-    tensors = load_file(str(path))
+    tensors, meta = _read_expert(target, "a")
     name = next(k for k in tensors if k.endswith("q_proj.weight"))
     tensors[name] = tensors[name][:-1]
-    save_file(tensors, str(path), metadata=meta)
+    save_file(tensors, str(target / "experts" / "a.safetensors"), metadata=meta)
     with pytest.raises(EdgemodeError, match="does not match the backbone's layer shapes"):
         store.load(target)
 
@@ -111,6 +117,24 @@ def test_changed_backbone_is_detected(tmp_path, backbone_dir, model_dir):
         store.load(target)
 
 
+def test_model_directory_of_replacing_experts_asks_to_retrain(tmp_path, model_dir):
+    target = tmp_path / "m"
+    _copy_model(model_dir, target)
+    manifest = json.loads((target / "mode.json").read_text())
+    (target / "mode.json").write_text(json.dumps({**manifest, "schema": 1}))
+    with pytest.raises(EdgemodeError, match="replace a share of their block.*edgemode new.*re-train"):
+        store.load(target)
+
+
+def test_expert_file_of_replacing_experts_asks_to_retrain(tmp_path, model_dir):
+    target = tmp_path / "m"
+    _copy_model(model_dir, target)
+    tensors, meta = _read_expert(target, "a")
+    save_file(tensors, str(target / "experts" / "a.safetensors"), metadata={**meta, "schema": "1"})
+    with pytest.raises(EdgemodeError, match="expert a.safetensors: schema 1 experts replace"):
+        store.load(target)
+
+
 @pytest.mark.parametrize("blocks,layers,message", [(0, 2, "--blocks"), (99, 2, "--blocks"), (2, 0, "--expert-layers")])
 def test_bad_layouts_are_refused(tmp_path, backbone_dir, blocks, layers, message):
     with pytest.raises(EdgemodeError, match=message):
@@ -121,3 +145,12 @@ def _copy_model(src, dst):
     import shutil
 
     shutil.copytree(src, dst)
+
+
+def _read_expert(model_dir, domain):
+    """An expert file's tensors and metadata, to write back altered."""
+    from safetensors import safe_open
+
+    path = model_dir / "experts" / f"{domain}.safetensors"
+    with safe_open(str(path), "pt") as f:
+        return load_file(str(path)), f.metadata()

@@ -113,9 +113,32 @@ def test_bad_schedules_are_refused(settings, message):
 def test_changed_settings_do_not_resume_silently(fresh, tmp_path):
     model_dir, texts = copy_of(fresh, tmp_path)
     trainer.train_expert(model_dir, DOMAINS[0], EXPERT, str(texts[DOMAINS[0]]), general=str(texts["general"]))
-    with pytest.raises(EdgemodeError, match="made with other settings"):
-        trainer.train_expert(model_dir, DOMAINS[0], Schedule(**{**vars(EXPERT), "steps": 7}),
+    for change, message in (({"gate_lr": 1e-2}, "made with other settings"), ({"steps": 5}, "has trained 6 steps")):
+        with pytest.raises(EdgemodeError, match=message):
+            trainer.train_expert(model_dir, DOMAINS[0], Schedule(**{**vars(EXPERT), **change}),
+                                 str(texts[DOMAINS[0]]), general=str(texts["general"]))
+
+
+def test_more_steps_continue_a_finished_run_to_the_same_bits(fresh, tmp_path):
+    longer = Schedule(**{**vars(EXPERT), "steps": 9})
+    whole = train_all(*copy_of(fresh, tmp_path / "whole"), expert=longer)
+    model_dir, texts = copy_of(fresh, tmp_path / "extended")
+    trainer.train_expert(model_dir, DOMAINS[0], EXPERT, str(texts[DOMAINS[0]]), general=str(texts["general"]))
+    assert train_all(model_dir, texts, expert=longer) == whole
+    assert whole != train_all(*copy_of(fresh, tmp_path / "short"))  # 9 steps are not 6: the check can fail
+
+
+def test_stage_one_prints_the_gate_shares_and_the_gates_learn_at_their_own_rate(fresh, tmp_path, capsys):
+    shares = {}
+    for gate_lr in (1e-4, 1e-1):
+        model_dir, texts = copy_of(fresh, tmp_path / f"gate-{gate_lr:g}")
+        trainer.train_expert(model_dir, DOMAINS[0], Schedule(**{**vars(EXPERT), "gate_lr": gate_lr}),
                              str(texts[DOMAINS[0]]), general=str(texts["general"]))
+        line = [x for x in capsys.readouterr().err.splitlines() if "step 6/6" in x][0]
+        shares[gate_lr] = [float(v) for v in line.split(f"gates {DOMAINS[0]} ")[1].split("/")]
+        assert len(shares[gate_lr]) == 2  # one share per block
+    assert all(abs(v - 0.5) < 0.01 for v in shares[1e-4])  # an expert alone starts at half its block's gate
+    assert all(abs(v - 0.5) > 0.05 for v in shares[1e-1])
 
 
 def test_resuming_with_another_thread_count_is_refused(fresh, tmp_path):

@@ -2,6 +2,8 @@
 otherwise. Chosen by the A/Bs in docs/QUALITY.md; kept free of torch so the CLI can show it in --help."""
 
 EXPERT_STEPS = 120
+LR = 3e-4  # AdamW's rate for the experts' layers
+GATE_LR = 3e-3  # ... and for the gates: a few thousand weights that must move far in few steps
 COMPOSE_STEPS = 20
 REHEARSAL = ("none", "uniform", "mix-cd")  # stage 1: how general-text rows are chosen
 DEFAULT_REHEARSAL = "mix-cd"

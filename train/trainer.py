@@ -32,7 +32,7 @@ from edgemode.bundle.names import gate_columns
 from edgemode.cache import cache_dir
 from edgemode.model import store
 from edgemode.train import data
-from edgemode.train.recipe import REHEARSAL, THREADS
+from edgemode.train import recipe
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,8 @@ class Schedule:
     """Everything that decides what a run computes (compared on resume)."""
     steps: int
     seed: int = 0
-    lr: float = 3e-4
+    lr: float = recipe.LR
+    gate_lr: float = recipe.GATE_LR
     batch: int = 8
     seq: int = 128
     warmup: int = 10
@@ -52,12 +53,13 @@ class Schedule:
     def __post_init__(self):
         if not isinstance(self.steps, int) or self.steps < 1:
             raise EdgemodeError(f"--steps must be a positive whole number, got {self.steps}")
-        if not 0 < self.lr < float("inf"):
-            raise EdgemodeError(f"--lr must be a positive number, got {self.lr}")
+        for name, value in (("--lr", self.lr), ("--gate-lr", self.gate_lr)):
+            if not 0 < value < float("inf"):
+                raise EdgemodeError(f"{name} must be a positive number, got {value}")
         if self.batch < 1 or self.seq < 2:
             raise EdgemodeError(f"--batch must be >= 1 and --seq >= 2, got {self.batch} and {self.seq}")
-        if self.rehearsal not in REHEARSAL:
-            raise EdgemodeError(f"--rehearsal must be one of {', '.join(REHEARSAL)}, got {self.rehearsal!r}")
+        if self.rehearsal not in recipe.REHEARSAL:
+            raise EdgemodeError(f"--rehearsal must be one of {', '.join(recipe.REHEARSAL)}, got {self.rehearsal!r}")
         if self.rehearsal != "none" and not 0 < self.rehearsal_rows < self.batch:
             raise EdgemodeError(f"--rehearsal-rows must be between 1 and --batch - 1 ({self.batch - 1}), "
                                 f"got {self.rehearsal_rows}")
@@ -150,9 +152,9 @@ class Rehearsal:
         return {"seen": self.seen.tolist(), "damaged": self.damaged.tolist()}
 
 
-def row_losses(mode, ids: torch.Tensor, active: list[str]) -> torch.Tensor:
-    """Mean next-token loss of each row of `ids` (rows, seq + 1)."""
-    logits = mode(ids[:, :-1], domains=active)
+def row_losses(mode, ids: torch.Tensor, active: list[str], gate_weights: list | None = None) -> torch.Tensor:
+    """Mean next-token loss of each row of `ids` (rows, seq + 1); `gate_weights` as MoDE.forward's."""
+    logits = mode(ids[:, :-1], domains=active, gate_weights=gate_weights)
     losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
     return losses.mean(dim=1)
 
@@ -169,9 +171,16 @@ class Checkpoint:
         if not self.progress.is_file():
             return None
         progress = read_json(self.progress)
-        if progress.get("schedule") != asdict(self.schedule):
-            raise EdgemodeError(f"{self.progress} was made with other settings {progress.get('schedule')}; "
+        stored, wanted = dict(progress.get("schedule") or {}), asdict(self.schedule)
+        if {**stored, "steps": None} != {**wanted, "steps": None}:
+            raise EdgemodeError(f"{self.progress} was made with other settings {stored}; "
                                 "delete it to start over, or pass the same settings to resume")
+        if progress["step"] > self.schedule.steps:
+            raise EdgemodeError(f"{self.progress} has trained {progress['step']} steps already, more than --steps "
+                                f"{self.schedule.steps}; delete it to start over")
+        # More steps continue a finished run: after warmup the rate is constant and batches depend only on
+        # (seed, step), so N steps then M more are the same bits as N + M steps in one go.
+        progress["done"] = progress["done"] and progress["step"] == self.schedule.steps
         return progress
 
     def write(self, optimizer: torch.optim.Optimizer, progress: dict) -> None:
@@ -193,18 +202,21 @@ class Checkpoint:
         optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
 
 
-def train_loop(mode, params, row_masks, next_batch, active, schedule: Schedule, checkpoint: Checkpoint, save, label: str,
-               max_minutes: float | None, rehearsal: Rehearsal | None = None, threads: int = THREADS):
+def train_loop(mode, groups, row_masks, next_batch, active, schedule: Schedule, checkpoint: Checkpoint, save, label: str,
+               max_minutes: float | None, rehearsal: Rehearsal | None = None, threads: int = recipe.THREADS):
     """The shared training loop: AdamW, linear warmup, grad clipping, progress, checkpoints, resume, time cap.
 
-    `threads` is fixed (not the machine's core count) because it changes the bits of the result."""
+    `groups` are (parameters, learning rate) pairs. `threads` is fixed (not the machine's core count)
+    because it changes the bits of the result."""
     if max_minutes is not None and not 0 < max_minutes < float("inf"):
         raise EdgemodeError(f"--max-minutes must be a positive number, got {max_minutes}")
     if threads < 1:
         raise EdgemodeError(f"--threads must be at least 1, got {threads}")
     torch.set_num_threads(threads)
     torch.manual_seed(schedule.seed)
-    optimizer = torch.optim.AdamW(params, lr=schedule.lr, weight_decay=0.0)
+    groups = [(list(params), lr) for params, lr in groups if params]
+    params = [p for group, _ in groups for p in group]
+    optimizer = torch.optim.AdamW([{"params": group, "lr": lr, "base_lr": lr} for group, lr in groups], weight_decay=0.0)
     progress = checkpoint.read() or {"step": 0, "seconds": 0.0, "tokens": 0, "loss": math.nan, "done": False}
     if progress["done"]:
         print(f"{label}: already trained ({progress['step']} steps, {progress['tokens']} tokens, "
@@ -244,8 +256,9 @@ def train_loop(mode, params, row_masks, next_batch, active, schedule: Schedule, 
             picked = rehearsal.pick(step)
             ids = torch.cat([ids, rehearsal.pool[picked]])
         for group in optimizer.param_groups:
-            group["lr"] = schedule.lr * min(1.0, (step + 1) / schedule.warmup)
-        losses = row_losses(mode, ids, active)
+            group["lr"] = group["base_lr"] * min(1.0, (step + 1) / schedule.warmup)
+        gate_weights = []
+        losses = row_losses(mode, ids, active, gate_weights)
         loss = losses.mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -260,8 +273,8 @@ def train_loop(mode, params, row_masks, next_batch, active, schedule: Schedule, 
         tokens_done += ids[:, 1:].numel()
         loss_avg = loss.item() if math.isnan(loss_avg) else 0.9 * loss_avg + 0.1 * loss.item()
         if time.time() - last_print > 10 or step == schedule.steps:
-            print(f"{label}: step {step}/{schedule.steps}  loss {loss_avg:.3f}  {tokens_done / seconds:.0f} tok/s",
-                  file=sys.stderr, flush=True)
+            print(f"{label}: step {step}/{schedule.steps}  loss {loss_avg:.3f}  {tokens_done / seconds:.0f} tok/s"
+                  + gate_shares(gate_weights, active), file=sys.stderr, flush=True)
             last_print = time.time()
     write(done=not capped)
     mode.eval()
@@ -272,6 +285,15 @@ def train_loop(mode, params, row_masks, next_batch, active, schedule: Schedule, 
     else:
         print(f"{label}: done, {step} steps, {tokens_done} tokens, loss {loss_avg:.3f}", file=sys.stderr, flush=True)
     return {"step": step, "tokens": tokens_done, "loss": loss_avg, "seconds": seconds, "done": not capped}
+
+
+def gate_shares(weights: list, active: list[str]) -> str:
+    """'  gates legal 0.50/0.47/0.52': each active expert's mean gate weight per block in a batch."""
+    if not weights:
+        return ""
+    means = torch.stack([w.detach().mean(dim=(0, 1)) for w in weights])  # (blocks, 1 + active)
+    return "  gates " + "  ".join(f"{d} " + "/".join(f"{v:.2f}" for v in means[:, j].tolist())
+                                  for j, d in enumerate(active, start=1))
 
 
 def _gate_rows(mode, rows: list[int]):
@@ -285,7 +307,7 @@ def _gate_rows(mode, rows: list[int]):
 
 
 def train_expert(model_dir: str | Path, domain: str, schedule: Schedule, corpus: str | None = None,
-                 max_minutes: float | None = None, general: str = "general", threads: int = THREADS) -> dict:
+                 max_minutes: float | None = None, general: str = "general", threads: int = recipe.THREADS) -> dict:
     """Stage 1: train `domain`'s expert and its gate rows on its corpus (default: the domain's own).
 
     `corpus` and `general` (the rehearsal text) are corpus names or text files."""
@@ -301,9 +323,9 @@ def train_expert(model_dir: str | Path, domain: str, schedule: Schedule, corpus:
         torch.set_num_threads(threads)  # the pool's losses decide mix-cd's bins: the same bits as training
         rehearsal = Rehearsal(mode, tokens(model_dir, general), schedule, (checkpoint.read() or {}).get("rehearsal"))
     rows = schedule.batch - (schedule.rehearsal_rows if rehearsal else 0)
-    params = [p for p in mode.experts[domain].parameters()] + [p for g in mode.gates for p in g.parameters()]
+    groups = [(mode.experts[domain].parameters(), schedule.lr), (mode.gates.parameters(), schedule.gate_lr)]
     masks = _gate_rows(mode, [1 + mode.domains.index(domain)])
-    return train_loop(mode, params, masks, lambda step: batch([source], schedule, step, rows), [domain], schedule,
+    return train_loop(mode, groups, masks, lambda step: batch([source], schedule, step, rows), [domain], schedule,
                       checkpoint, lambda: store.save_expert(mode, model_dir, domain), f"train-expert {domain}", max_minutes,
                       rehearsal, threads)
 
@@ -314,7 +336,7 @@ def high_resource(sizes: dict[str, int]) -> list[str]:
 
 
 def compose(model_dir: str | Path, domains: list[str], schedule: Schedule, unfreeze_experts: bool = False,
-            max_minutes: float | None = None, corpora: dict[str, str] | None = None, threads: int = THREADS) -> dict:
+            max_minutes: float | None = None, corpora: dict[str, str] | None = None, threads: int = recipe.THREADS) -> dict:
     """Stage 2: fine-tune the gates (and with `unfreeze_experts` the experts) on domains + general text.
 
     `corpora` maps a domain (or "general") to a corpus name or text file; by default each is its own corpus."""
@@ -337,10 +359,10 @@ def compose(model_dir: str | Path, domains: list[str], schedule: Schedule, unfre
         names = first if step < phase_one else list(sources)
         return batch([sources[n] for n in names], schedule, step)
 
-    params = [p for g in mode.gates for p in g.parameters()]
+    groups = [(mode.gates.parameters(), schedule.gate_lr)]
     if unfreeze_experts:
-        params += [p for d in domains for p in mode.experts[d].parameters()]
+        groups.append(([p for d in domains for p in mode.experts[d].parameters()], schedule.lr))
     rows = gate_columns(mode.domains, domains)
     job = "compose-" + "-".join(sorted(domains)) + ("-unfrozen" if unfreeze_experts else "")
-    return train_loop(mode, params, _gate_rows(mode, rows), next_batch, domains, schedule, Checkpoint(model_dir, job, schedule),
+    return train_loop(mode, groups, _gate_rows(mode, rows), next_batch, domains, schedule, Checkpoint(model_dir, job, schedule),
                       lambda: store.save(mode, model_dir, experts=unfreeze_experts), "compose", max_minutes, threads=threads)
