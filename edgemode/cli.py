@@ -161,7 +161,7 @@ def run(bundle, domains, prompt, max_new_tokens, temperature, top_k, top_p, seed
     from edgemode.runtime import Engine, Sampling
 
     sampling = Sampling(temperature, top_k, top_p, seed)
-    engine = Engine.load(bundle, _all_domains(bundle, domains), threads=threads, device=device)
+    engine = Engine.load(bundle, _domains(domains), threads=threads, device=device)
     if trace:
         from edgemode.bundle.names import BACKBONE
 
@@ -195,7 +195,7 @@ def eval_(path, domains, text_file, window, max_tokens, as_json):
         from edgemode.model import load
 
         mode = load(path)
-        active = mode.check_domains(mode.domains if domains is None else _domains(domains))
+        active = mode.check_domains(_domains(domains))
         tokenizer = _model_tokenizer(path)
         limit, what = mode.config.max_position_embeddings, "the backbone's context"
 
@@ -205,7 +205,7 @@ def eval_(path, domains, text_file, window, max_tokens, as_json):
     else:
         from edgemode.runtime import Engine
 
-        engine = Engine.load(path, _all_domains(path, domains))
+        engine = Engine.load(path, _domains(domains))
         tokenizer, logits = engine.tokenizer, engine.logits
         limit, what = engine.max_context, "this bundle's context"
     if window > limit:  # never shrink it silently: a bundle and its model must score the same windows
@@ -261,22 +261,22 @@ def inspect(bundle, as_json, verify):
 
     manifest = bundle_manifest.read(bundle)
     if verify:
-        bundle_manifest.verify(bundle, manifest, list(manifest["files"]), full=True)
+        bundle_manifest.verify(bundle, manifest, list(manifest.files), full=True)
     if as_json:
-        click.echo(json.dumps(manifest, indent=2))
+        click.echo(json.dumps(manifest.to_json(), indent=2))
         return
-    backbone, files = manifest["backbone"], manifest["files"]
-    click.echo(f"bundle      {bundle} (schema {manifest['schema']})")
-    click.echo(f"backbone    {backbone['model_type']}, {backbone['num_layers']} layers, hidden {backbone['hidden_size']}, "
-               f"fingerprint {backbone['fingerprint'][:19]}...")
-    click.echo(f"blocks      {[len(b) for b in manifest['layout']['blocks']]} layers, "
-               f"{len(manifest['layout']['expert_sources'][0])} expert layers per block")
-    click.echo(f"quant       {manifest['quantization']}")
-    click.echo(f"context     {manifest['max_context']} tokens")
-    click.echo(f"domains     {', '.join(manifest['domains']) or '(none)'}")
+    backbone, files = manifest.backbone, manifest.files
+    click.echo(f"bundle      {bundle} (schema {bundle_manifest.SCHEMA_VERSION})")
+    click.echo(f"backbone    {backbone.model_type}, {backbone.num_layers} layers, hidden {backbone.hidden_size}, "
+               f"fingerprint {backbone.fingerprint[:19]}...")
+    click.echo(f"blocks      {[len(b) for b in manifest.layout.blocks]} layers, "
+               f"{manifest.layout.expert_layers} expert layers per block")
+    click.echo(f"quant       {dict(manifest.quantization)}")
+    click.echo(f"context     {manifest.max_context} tokens")
+    click.echo(f"domains     {', '.join(manifest.domains) or '(none)'}")
     for name, entry in files.items():
-        click.echo(f"  {entry['bytes'] / 1e6:10.2f} MB  {name}")
-    click.echo(f"  {sum(e['bytes'] for e in files.values()) / 1e6:10.2f} MB  total")
+        click.echo(f"  {entry.bytes / 1e6:10.2f} MB  {name}")
+    click.echo(f"  {sum(e.bytes for e in files.values()) / 1e6:10.2f} MB  total")
     if verify:
         click.echo("verified    every file's size and sha256 match the manifest")
 
@@ -320,7 +320,7 @@ def bench(bundle, domains, prompt_tokens, new_tokens, threads, repeat, prefill_c
 
     if prompt_tokens < 1 or new_tokens < 2 or repeat < 1:
         raise EdgemodeError("--prompt-tokens and --repeat must be >= 1 and --new-tokens >= 2")
-    result = run_bench(bundle, _all_domains(bundle, domains), prompt_tokens, new_tokens, threads, repeat, prefill_chunk)
+    result = run_bench(bundle, _domains(domains), prompt_tokens, new_tokens, threads, repeat, prefill_chunk)
     if as_json:
         click.echo(json.dumps(result))
         return
@@ -373,9 +373,8 @@ def devices(as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def plan(path, device, domains, shape, blocks, expert_layers, quant, context, as_json):
     """Plan the memory of PATH (a MoDE model directory or bundle) or --shape on --device."""
-    from dataclasses import replace
-
     from edgemode.devices import cpu, planner, profiles
+    from edgemode.layout import Layout
 
     profile = profiles.load(device)
     quantization = dict(profile["quantization"])
@@ -383,24 +382,26 @@ def plan(path, device, domains, shape, blocks, expert_layers, quant, context, as
         raise EdgemodeError("give either PATH (model directory or bundle) or --shape")
     longest = profile["max_context"]  # a bundle serves at most its own context, as Engine.load plans it
     if shape:
-        model_shape = replace(planner.SHAPES[shape], blocks=blocks, expert_layers=expert_layers)
+        model_shape = planner.SHAPES[shape]
+        layout = Layout.split(model_shape.num_layers, blocks, expert_layers)
     elif (path / "mode.json").is_file():
+        from edgemode import read_json
+        from edgemode.bundle.manifest import Shape
         from edgemode.model.backbones import resolve
         from edgemode.model.store import read_manifest
 
-        layout = read_manifest(path)["layout"]
-        config = planner.read_config(resolve(read_manifest(path)["backbone"]["source"]))
-        model_shape = planner.Shape.from_config(config, len(layout["blocks"]), len(layout["expert_sources"][0]))
+        layout = Layout.from_json(read_manifest(path)["layout"])
+        model_shape = Shape.from_config(read_json(resolve(read_manifest(path)["backbone"]["source"]) / "config.json"))
     else:
         from edgemode.bundle import manifest as bundle_manifest
 
         manifest = bundle_manifest.read(path)
-        model_shape = planner.shape_of_bundle(manifest)
-        quantization = manifest["quantization"]
-        longest = min(longest, manifest["max_context"])
+        model_shape, layout = manifest.backbone, manifest.layout
+        quantization = dict(manifest.quantization)
+        longest = min(longest, manifest.max_context)
     if quant:
         quantization = {"weights": "fp32"} if quant == "fp32" else {"weights": "int4", "block_size": 32}
-    result = planner.plan(model_shape, len(_domains(domains)), quantization, longest if context is None else context,
+    result = planner.plan(model_shape, layout, len(_domains(domains)), quantization, longest if context is None else context,
                           profile["budget_bytes"])
     result["device"] = profile["profile"]
     result["int4_compute"] = cpu.int4_compute(profile["arch"], profile["cpu_features"])
@@ -412,7 +413,7 @@ def plan(path, device, domains, shape, blocks, expert_layers, quant, context, as
         return
     mib = lambda n: f"{n / 2**20:9.1f} MiB"  # noqa: E731
     click.echo(f"device   {profile['name']} ({profile['profile']}), budget {mib(profile['budget_bytes']).strip()}")
-    click.echo(f"model    {model_shape.layers} layers x {model_shape.hidden}, {result['domains']} domain(s), "
+    click.echo(f"model    {model_shape.num_layers} layers x {model_shape.hidden_size}, {result['domains']} domain(s), "
                f"{quantization['weights']}, context {result['context']}")
     for name, size in result["components"].items():
         click.echo(f"  weights  {name:10s} {mib(size)}")
@@ -519,15 +520,6 @@ def compose(model_dir, domains, unfreeze_experts, high_first, corpora, steps, ma
         raise EdgemodeError(f"--data takes NAME=CORPUS, got {bad[0]!r}")
     run_compose(model_dir, _domains(domains), schedule, unfreeze_experts, max_minutes,
                 dict(item.split("=", 1) for item in corpora), threads)
-
-
-def _all_domains(bundle: Path, text: str | None) -> list[str]:
-    domains = _domains(text)
-    if domains is None:
-        from edgemode.bundle import manifest as bundle_manifest
-
-        domains = bundle_manifest.read(bundle)["domains"]
-    return domains
 
 
 def _read_text(path: Path) -> str:

@@ -20,8 +20,7 @@ from typing import Callable
 import numpy as np
 
 from edgemode import EdgemodeError
-from edgemode.bundle import names
-from edgemode.domains import check_domains
+from edgemode.domains import DomainSet
 from edgemode.explain import evidence, games
 from edgemode.runtime.perplexity import token_log_likelihoods
 
@@ -38,7 +37,7 @@ class _Bundle:
         from edgemode.runtime import Engine
 
         self.path, self.engine = path, Engine.load(path, [])
-        self.domains, self.tokenizer = self.engine.manifest["domains"], self.engine.tokenizer
+        self.domains, self.tokenizer = self.engine.manifest.domains, self.engine.tokenizer
         self.context = self.engine.max_context
 
     def logits_fn(self, active: list[str], trace: bool):
@@ -102,8 +101,7 @@ def explain(path: str | Path, domains: list[str] | None, text: str, order: int |
     if not text.strip():
         raise EdgemodeError("the text is empty")
     scorer = _ModelDir(path) if (path / "mode.json").is_file() else _Bundle(path)
-    requested = scorer.domains if domains is None else domains
-    players = names.canonical(scorer.domains, check_domains(scorer.domains, requested, str(path)))
+    players = DomainSet(scorer.domains, domains, str(path))
     order = min(2, len(players)) if order is None else order
     games.check_order(len(players), order)
     if window > scorer.context:

@@ -40,7 +40,7 @@ from transformers import AttentionInterface
 from transformers.models.llama.modeling_llama import repeat_kv
 
 from edgemode import EdgemodeError
-from edgemode.bundle.names import gate_columns
+from edgemode.domains import DomainSet
 from edgemode.model import store
 
 DIAGONAL = "edgemode_diagonal_gradient"  # the attention implementation below, as transformers names it
@@ -78,12 +78,12 @@ def gradients(mode, token_ids, domains) -> np.ndarray:
 
 
 @contextmanager
-def shifted_block_inputs(mode, domains: list[str], shifts: list[torch.Tensor]):
+def shifted_block_inputs(mode, domains: DomainSet, shifts: list[torch.Tensor]):
     """Within the context, block b's input is h_b + shifts[b] for everything that reads it (its
     first backbone layer, its gate, each active expert's first layer), and the context's value
     gets, per block, the gate probabilities [tokens, 1 + domains] of the last forward pass."""
     layers = mode.backbone.model.layers
-    columns = gate_columns(mode.domains, domains)
+    columns = domains.columns
     gates = [None] * len(shifts)
 
     def shift(b):

@@ -25,7 +25,7 @@ from edgemode.bundle import manifest as bundle_manifest
 from edgemode.bundle import directory, names
 from edgemode.devices import planner, profiles
 from edgemode.explain import evidence as evidence_file
-from edgemode.export.graphs import attention_shape, decoder_graph, embedding_graph, gate_graph, head_graph, rotary_cache
+from edgemode.export.graphs import decoder_graph, embedding_graph, gate_graph, head_graph, rotary_cache
 from edgemode.model import store
 from edgemode.quantize import Int4Config, quantize_int4
 from edgemode.train import data
@@ -93,7 +93,8 @@ def parity(engine, mode, domains: list[str], ids: np.ndarray) -> dict:
 
 def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = None, quant: str | None = None,
            max_context: int | None = None, int4: Int4Config = Int4Config(), check: bool = True,
-           device: str | None = None, evidence: int | None = None, evidence_texts: dict[str, str] | None = None) -> dict:
+           device: str | None = None, evidence: int | None = None, evidence_texts: dict[str, str] | None = None
+           ) -> bundle_manifest.Manifest:
     """Export `domains` (default: all of the model's) and return the manifest written.
 
     With a `device`, its profile supplies the default quantization and context, and a
@@ -107,13 +108,14 @@ def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = N
     if quant not in TOLERANCES:
         raise EdgemodeError(f"--quant must be one of {', '.join(TOLERANCES)}, got {quant!r}")
     out = Path(os.path.realpath(out))  # through a symlink, replace what it points to and keep the link
-    model_manifest = store.read_manifest(model_dir)
+    store.read_manifest(model_dir)  # not a model directory: say so before the slow load
     directory.check_target(out, bundle_manifest.MANIFEST, "a bundle")
     started = time.time()
     log(f"loading {model_dir}")
     mode = store.load(model_dir)
-    domains = mode.check_domains(mode.domains if domains is None else domains)
+    domains = mode.check_domains(domains)
     backbone, layout, config = mode.backbone, mode.layout, mode.config
+    shape = bundle_manifest.Backbone.from_config(config.to_dict(), fingerprint=mode.fingerprint, model_type=config.model_type)
     default_context = profile["max_context"] if profile else DEFAULT_CONTEXT
     max_context = min(config.max_position_embeddings, default_context) if max_context is None else max_context
     if isinstance(max_context, bool) or not isinstance(max_context, int):
@@ -121,18 +123,16 @@ def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = N
     if not 2 <= max_context <= config.max_position_embeddings:
         raise EdgemodeError(f"--context must be between 2 and the backbone's {config.max_position_embeddings}, got {max_context}")
     if profile:
-        shape = planner.Shape.from_config(config.to_dict(), len(layout.blocks), layout.expert_layers)
         quantization = int4.to_json() if quant == "int4" else {"weights": "fp32"}
-        needed = planner.plan(shape, len(domains), quantization, max_context, profile["budget_bytes"])
+        needed = planner.plan(shape, layout, len(domains), quantization, max_context, profile["budget_bytes"])
         if not needed["fits"]:
             raise EdgemodeError(
                 f"{quant} with {len(domains)} domain(s) at {max_context} tokens needs {needed['total_bytes'] / 2**20:.0f} MiB, "
                 f"over the {profile['profile']} budget of {profile['budget_bytes'] / 2**20:.0f} MiB; nothing was written. "
                 f"Try {'; or '.join(needed['suggestions'])}"
             )
-    shape = attention_shape(config, max_context)
-    rotary = rotary_cache(backbone, shape)
-    rows = names.gate_columns(mode.domains, domains)
+    rotary = rotary_cache(backbone, shape, max_context)
+    rows = domains.columns
     texts = _evidence_texts(domains, evidence, evidence_texts or {}) if evidence is not None else None
 
     components = [(names.EMBEDDING_FILE, lambda n: embedding_graph(backbone)), (names.HEAD_FILE, lambda n: head_graph(backbone))]
@@ -160,7 +160,7 @@ def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = N
             evidence_file.write(tmp / names.EVIDENCE_FILE, _evidence_index(mode, Path(model_dir) / "tokenizer.json", texts, evidence))
             log(f"evidence index {names.EVIDENCE_FILE}: {(tmp / names.EVIDENCE_FILE).stat().st_size / 1e6:.1f} MB")
         shutil.copyfile(Path(model_dir) / "tokenizer.json", tmp / "tokenizer.json")
-        manifest = _manifest(tmp, mode, model_manifest, domains, quant, int4, max_context, shape)
+        manifest = _manifest(tmp, mode, shape, domains, quant, int4, max_context)
         bundle_manifest.write(tmp, manifest)
         if check:
             _check(tmp, mode, domains, quant, max_context)
@@ -175,43 +175,28 @@ def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = N
     return manifest
 
 
-def _manifest(tmp: Path, mode, model_manifest: dict, domains, quant, int4, max_context, shape) -> dict:
-    config = mode.config
+def _manifest(tmp: Path, mode, shape: bundle_manifest.Backbone, domains, quant, int4, max_context) -> bundle_manifest.Manifest:
     blocks = range(len(mode.layout.blocks))
-    eos = getattr(getattr(mode.backbone, "generation_config", None), "eos_token_id", None) or config.eos_token_id
-    return {
-        "format": bundle_manifest.FORMAT,
-        "schema": bundle_manifest.SCHEMA_VERSION,
-        "backbone": {
-            "fingerprint": model_manifest["backbone"]["fingerprint"],
-            "model_type": config.model_type,
-            "hidden_size": config.hidden_size,
-            "num_layers": config.num_hidden_layers,
-            "num_heads": shape.num_heads,
-            "kv_heads": shape.kv_heads,
-            "head_dim": shape.head_dim,
-            "kv_head_dim": shape.padded_head_dim,
-            "vocab_size": config.vocab_size,
-            "intermediate_size": config.intermediate_size,
-            "tied_embeddings": bool(config.tie_word_embeddings),
-        },
-        "layout": mode.layout.to_json(),
-        "max_context": max_context,
-        "quantization": int4.to_json() if quant == "int4" else {"weights": "fp32"},
-        "domains": domains,
-        "graphs": {
-            "embedding": names.EMBEDDING_FILE,
-            "head": names.HEAD_FILE,
-            "backbone": [names.backbone_file(b) for b in blocks],
-            "gates": [names.gates_file(b) for b in blocks],
-            "experts": {d: [names.expert_file(d, b) for b in blocks] for d in domains},
-        },
-        "embedding_table": _embedding_table(tmp / names.EMBEDDING_FILE),
-        "tokenizer": "tokenizer.json",
-        "eos_token_ids": sorted({eos} if isinstance(eos, int) else set(eos or [])),
-        **({"evidence": names.EVIDENCE_FILE} if (tmp / names.EVIDENCE_FILE).is_file() else {}),
-        "files": bundle_manifest.describe_files(tmp, [p.name for p in tmp.iterdir()]),
-    }
+    eos = getattr(getattr(mode.backbone, "generation_config", None), "eos_token_id", None) or mode.config.eos_token_id
+    return bundle_manifest.Manifest(
+        backbone=shape,
+        layout=mode.layout,
+        max_context=max_context,
+        quantization=int4.to_json() if quant == "int4" else {"weights": "fp32"},
+        domains=tuple(domains),
+        graphs=bundle_manifest.Graphs(
+            embedding=names.EMBEDDING_FILE,
+            head=names.HEAD_FILE,
+            backbone=tuple(names.backbone_file(b) for b in blocks),
+            gates=tuple(names.gates_file(b) for b in blocks),
+            experts={d: tuple(names.expert_file(d, b) for b in blocks) for d in domains},
+        ),
+        embedding_table=_embedding_table(tmp / names.EMBEDDING_FILE),
+        tokenizer="tokenizer.json",
+        eos_token_ids=tuple(sorted({eos} if isinstance(eos, int) else set(eos or []))),
+        evidence=names.EVIDENCE_FILE if (tmp / names.EVIDENCE_FILE).is_file() else None,
+        files=bundle_manifest.describe_files(tmp, [p.name for p in tmp.iterdir()]),
+    )
 
 
 def _evidence_texts(domains: list[str], passages, given: dict[str, str]) -> dict[str, str]:
@@ -272,7 +257,7 @@ def _evidence_index(mode, tokenizer_file: Path, texts: dict[str, str], per_domai
     return evidence_file.Index(**columns, passages=passages, passage_tokens=PASSAGE_TOKENS)
 
 
-def _embedding_table(graph_path: Path) -> dict:
+def _embedding_table(graph_path: Path) -> bundle_manifest.EmbeddingTable:
     """Where the embedding graph's table sits in its data file, for the runtime's row reads."""
     graph = onnx.load(str(graph_path), load_external_data=False).graph
     (node,) = graph.node  # one Gather or GatherBlockQuantized
@@ -285,7 +270,7 @@ def _embedding_table(graph_path: Path) -> dict:
     for tensor, index in (("weight", 0), ("scales", 2), ("zero_points", 3)):
         if index < len(node.input) and node.input[index]:
             table[tensor] = int(where[node.input[index]].get("offset", 0))
-    return table
+    return bundle_manifest.EmbeddingTable(**table)
 
 
 def _check(tmp: Path, mode, domains: list[str], quant: str, max_context: int) -> None:

@@ -32,10 +32,10 @@ def test_manifest_lists_every_file_with_size_and_sha256(bundles):
     bundle = bundles["int4"]
     manifest = bundle_manifest.read(bundle)
     on_disk = {p.name for p in bundle.iterdir()} - {bundle_manifest.MANIFEST}
-    assert set(manifest["files"]) == on_disk
-    bundle_manifest.verify(bundle, manifest, list(manifest["files"]), full=True)
-    assert manifest["quantization"]["weights"] == "int4" and manifest["quantization"]["accuracy_level"] == 4
-    assert manifest["backbone"]["fingerprint"].startswith("sha256:")
+    assert set(manifest.files) == on_disk
+    bundle_manifest.verify(bundle, manifest, list(manifest.files), full=True)
+    assert manifest.quantization["weights"] == "int4" and manifest.quantization["accuracy_level"] == 4
+    assert manifest.backbone.fingerprint.startswith("sha256:")
 
 
 def test_schema_from_the_future_is_refused(bundle):
@@ -120,7 +120,7 @@ def test_export_replaces_a_previous_bundle(tmp_path, model_dir, bundles):
     out = tmp_path / "out"
     shutil.copytree(bundles["int4"], out)
     export(model_dir, out, domains=["b"], quant="fp32", max_context=64)
-    assert bundle_manifest.read(out)["domains"] == ["b"]
+    assert bundle_manifest.read(out).domains == ("b",)
     assert not (out / "expert.a.block0.onnx").exists()
 
 

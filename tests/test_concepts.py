@@ -10,7 +10,6 @@ import torch
 
 from conftest import DOMAINS, small_model
 from edgemode import EdgemodeError
-from edgemode.bundle.names import gate_columns
 from edgemode.explain.concepts import concept_gradients, gradients
 from edgemode.model import store
 
@@ -49,7 +48,7 @@ def _run(mode, domains, block, position, delta):
     finally:
         for hook in hooks:
             hook.remove()
-    columns = gate_columns(mode.domains, domains)
+    columns = mode.check_domains(domains).columns
     log_p = torch.log_softmax(logits, -1)[IDS[position + 1]].item()
     return log_p, torch.softmax(seen["logits"][columns], -1).numpy(), seen["x"].numpy()
 
@@ -57,7 +56,7 @@ def _run(mode, domains, block, position, delta):
 def _gate_gradient(mode, domains, block, x, j):
     """d g / d x of the gate probability of domains[j] at block input x, by hand:
     g_j (w_j - sum_k g_k w_k) over the backbone's and the active domains' rows."""
-    columns = gate_columns(mode.domains, domains)
+    columns = mode.check_domains(domains).columns
     weight = mode.gates[block].weight.detach().numpy()[columns]
     probs = torch.softmax(torch.as_tensor(weight @ x + mode.gates[block].bias.detach().numpy()[columns]), -1).numpy()
     return probs[1 + j] * (weight[1 + j] - probs @ weight)

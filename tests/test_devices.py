@@ -13,6 +13,7 @@ from edgemode.bundle import manifest as bundle_manifest
 from edgemode.cli import cli
 from edgemode.devices import cpu, planner, profiles
 from edgemode.export import export
+from edgemode.layout import Layout
 from edgemode.runtime import Engine
 
 from conftest import DOMAINS
@@ -74,12 +75,13 @@ def test_bad_profiles_are_clear_errors(tmp_path):
 
 def test_plan_counts_expert_layers_in_the_kv_cache_and_weights():
     shape = planner.SHAPES["smollm2-135m"]
+    layout = Layout.split(shape.num_layers, 3, 2)
     int4 = {"weights": "int4", "block_size": 32}
-    none, two = (planner.plan(shape, d, int4, 1024) for d in (0, 2))
-    per_layer_kv = none["kv_bytes"] / shape.layers
-    assert two["kv_bytes"] == pytest.approx(per_layer_kv * (shape.layers + 2 * shape.blocks * shape.expert_layers))
+    none, two = (planner.plan(shape, layout, d, int4, 1024) for d in (0, 2))
+    per_layer_kv = none["kv_bytes"] / shape.num_layers
+    assert two["kv_bytes"] == pytest.approx(per_layer_kv * (shape.num_layers + 2 * 3 * 2))
     assert two["components"]["experts"] > 0 == none["components"]["experts"]
-    fp32 = planner.plan(shape, 0, {"weights": "fp32"}, 1024)
+    fp32 = planner.plan(shape, layout, 0, {"weights": "fp32"}, 1024)
     # int4 in memory, per weight: 4 bits + per block of 32 an fp32 scale and a 4-bit zero point, plus
     # one row of corrections per 32 rows, times onnxruntime's prepacking (1.5, measured)
     ratio = none["components"]["backbone"] / fp32["components"]["backbone"]
@@ -89,16 +91,15 @@ def test_plan_counts_expert_layers_in_the_kv_cache_and_weights():
 def test_nano_shapes_plan_without_weights():
     for name, params in (("nano-1", 1.8e9), ("nano-2", 3.25e9)):
         shape = planner.SHAPES[name]
-        total = shape.layers * shape.layer_params() + shape.vocab * shape.hidden
+        total = shape.num_layers * planner.layer_params(shape) + shape.vocab_size * shape.hidden_size
         assert abs(total / params - 1) < 0.05
-        assert planner.plan(shape, 2, {"weights": "fp32"}, 2048, 1 << 30)["fits"] is False
+        assert planner.plan(shape, Layout.split(shape.num_layers, 3, 2), 2, {"weights": "fp32"}, 2048, 1 << 30)["fits"] is False
 
 
 def budget_profile(tmp_path, bundle, domains_that_fit):
     """A profile whose budget fits exactly `domains_that_fit` experts of `bundle` at 128 tokens."""
     manifest = bundle_manifest.read(bundle)
-    shape = planner.shape_of_bundle(manifest)
-    need = [planner.plan(shape, d, manifest["quantization"], 128)["total_bytes"] for d in range(3)]
+    need = [planner.plan(manifest.backbone, manifest.layout, d, manifest.quantization, 128)["total_bytes"] for d in range(3)]
     profile = profiles.load("dev-x86") | {"budget_bytes": (need[domains_that_fit] + need[domains_that_fit + 1]) // 2,
                                          "max_context": 128}
     path = tmp_path / "tight.json"
@@ -128,7 +129,7 @@ def test_export_refuses_what_cannot_fit_and_writes_nothing(tmp_path, model_dir, 
         export(model_dir, tmp_path / "out", quant="int4", max_context=128, device=device)
     assert not (tmp_path / "out").exists()
     export(model_dir, tmp_path / "out", domains=[], quant="int4", max_context=128, device=device)
-    assert bundle_manifest.read(tmp_path / "out")["domains"] == []
+    assert bundle_manifest.read(tmp_path / "out").domains == ()
 
 
 def test_plan_and_bench_cli(bundles):
@@ -139,7 +140,7 @@ def test_plan_and_bench_cli(bundles):
     result = runner.invoke(cli, ["plan", "--device", "dev-x86", str(bundles["int4"]), "--domains", "a", "--json"])
     planned = json.loads(result.stdout)
     assert result.exit_code == 0 and planned["fits"] is True
-    assert planned["context"] == bundle_manifest.read(bundles["int4"])["max_context"]  # not the device's 2048
+    assert planned["context"] == bundle_manifest.read(bundles["int4"]).max_context  # not the device's 2048
     result = runner.invoke(cli, ["bench", str(bundles["int4"]), "--domains", "a", "--prompt-tokens", "16",
                                  "--new-tokens", "8", "--repeat", "2", "--json"])
     measured = json.loads(result.stdout)

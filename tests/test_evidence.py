@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -73,7 +73,7 @@ def test_index_holds_every_passage_of_the_training_text(bundle):
     assert [(p["domain"], p["text"]) for p in index.passages] == expected
     assert len(index.target) == sum(len(text.split()) - 1 for _, text in expected)
     assert index.hidden.shape[1] == 64 and index.top_ids.shape[1] == evidence.TOP
-    assert bundle_manifest.read(bundle)["evidence"] == names.EVIDENCE_FILE
+    assert bundle_manifest.read(bundle).evidence == names.EVIDENCE_FILE
 
 
 def _ranks(index, mode, context: str) -> list[int]:
@@ -181,7 +181,8 @@ def test_bad_queries_are_one_line_errors(bundle):
 def test_a_bundle_without_evidence_has_no_index(model_dir, tmp_path):
     export(model_dir, tmp_path / "plain", max_context=64, domains=["a"])
     manifest = bundle_manifest.read(tmp_path / "plain")
-    assert "evidence" not in manifest and names.EVIDENCE_FILE not in manifest["files"]
+    assert manifest.evidence is None and names.EVIDENCE_FILE not in manifest.files
+    assert "evidence" not in json.loads((tmp_path / "plain" / bundle_manifest.MANIFEST).read_text())
     assert evidence.load_index(tmp_path / "plain") is None
 
 
@@ -204,10 +205,11 @@ def _copy(bundle, tmp_path):
 
 
 def _rewrite_manifest(bundle, edit) -> None:
-    manifest = json.loads((bundle / bundle_manifest.MANIFEST).read_text())
+    path = bundle / bundle_manifest.MANIFEST
+    manifest = json.loads(path.read_text())
     edit(manifest)
-    manifest["files"].update(bundle_manifest.describe_files(bundle, [names.EVIDENCE_FILE]))
-    bundle_manifest.write(bundle, manifest)
+    manifest["files"].update({n: asdict(e) for n, e in bundle_manifest.describe_files(bundle, [names.EVIDENCE_FILE]).items()})
+    path.write_text(json.dumps(manifest))
 
 
 def test_a_tampered_evidence_file_is_refused(bundle, tmp_path):
@@ -230,7 +232,7 @@ def test_a_manifest_naming_an_unlisted_evidence_file_is_refused(bundle, tmp_path
     manifest = json.loads((copy / bundle_manifest.MANIFEST).read_text())
     for value in ("other.npz", 3):
         manifest["evidence"] = value
-        bundle_manifest.write(copy, manifest)
+        (copy / bundle_manifest.MANIFEST).write_text(json.dumps(manifest))
         with pytest.raises(BundleError, match="malformed manifest: evidence is not listed in files"):
             evidence.load_index(copy)
 

@@ -15,7 +15,6 @@ import torch
 from click.testing import CliRunner
 
 from edgemode import EdgemodeError
-from edgemode.bundle.names import gate_columns
 from edgemode.cli import cli
 from edgemode.explain import games
 from edgemode.explain.attribution import explain
@@ -183,9 +182,10 @@ def test_faith_shap_is_the_constrained_weighted_least_squares_solution(n, order)
 
 
 def pytorch_trace(mode, ids, domains):
-    """The PyTorch model's gate softmax per block and its final-norm output, caught by hooks."""
+    """The PyTorch model's gate softmax per block and its final-norm output, caught by hooks: the
+    gate columns of the backbone, then of `domains` in the order given."""
     gate_logits, caught = [], {}  # the gates run block by block, and only with experts active
-    columns = gate_columns(mode.domains, domains)
+    columns = [0] + [1 + mode.domains.index(d) for d in domains]
     hooks = [gate.register_forward_hook(lambda m, i, out: gate_logits.append(out[0, :, columns])) for gate in mode.gates]
     hooks.append(mode.backbone.model.norm.register_forward_hook(lambda m, i, out: caught.update(hidden=out[0])))
     with torch.no_grad():
@@ -197,15 +197,16 @@ def pytorch_trace(mode, ids, domains):
     return torch.stack([torch.softmax(g, -1) for g in gate_logits], 1).numpy(), caught["hidden"].numpy()
 
 
-@pytest.mark.parametrize("domains", [[], ["b"], DOMAINS], ids=lambda d: "{" + ",".join(d) + "}")
+@pytest.mark.parametrize("domains", [[], ["b"], DOMAINS, DOMAINS[::-1]], ids=lambda d: "{" + ",".join(d) + "}")
 def test_traced_gates_and_hidden_equal_pytorch(bundles, reference, domains):
     engine = Engine.load(bundles["fp32"], domains)
     ids = np.arange(40) * 7 % 300
     plain = engine.logits(ids, chunk=16)
     logits, trace = engine.logits(ids, chunk=16, trace=True)
     np.testing.assert_array_equal(logits, plain)
-    gates, hidden = pytorch_trace(reference, ids, domains)
-    assert trace.domains == domains and trace.gates.shape == gates.shape and trace.gates.dtype == np.float32
+    in_bundle_order = [d for d in DOMAINS if d in domains]  # whatever order they were asked in
+    gates, hidden = pytorch_trace(reference, ids, in_bundle_order)
+    assert trace.domains == in_bundle_order and trace.gates.shape == gates.shape and trace.gates.dtype == np.float32
     np.testing.assert_allclose(trace.gates, gates, rtol=0, atol=1e-5)
     np.testing.assert_allclose(trace.hidden, hidden, rtol=0, atol=1e-4)
     assert trace.gates.std() > 0.01 or not domains  # the gates really mix
@@ -242,6 +243,8 @@ def test_cli_explain_json_matches_eval_of_each_subset(game_dirs, text_file):
     assert "explain: scoring {a,b} (4/4)" in result.stderr
     out = json.loads(result.stdout)
     assert out["domains"] == ["a", "b"] and out["tokens"] == 98 and out["order"] == 2
+    gates, _ = pytorch_trace(store.load(game_dirs[0]), np.array(Engine.load(game_dirs[1], []).encode(TEXT)[:WINDOW]), ["a", "b"])
+    np.testing.assert_allclose(out["per_token"]["gates"][: WINDOW - 1], gates[:-1], atol=1e-5)  # columns: backbone, a, b
     assert set(out["values"]) == {"", "a", "b", "a,b"} and set(out["shapley"]) == {"a", "b"}
     assert set(out["faith_shap"]) == {"a", "b", "a,b"}
     assert abs(sum(out["shapley"].values()) - (out["values"]["a,b"] - out["values"][""])) < 1e-9
@@ -280,6 +283,21 @@ def test_cli_run_trace_prints_each_tokens_gates(game_dirs):
     for line in lines:
         blocks = line.split()[-3:]  # three blocks of backbone/a/b weights
         assert all(abs(sum(map(float, block.split("/"))) - 1) <= 0.015 for block in blocks), line
+
+
+def test_cli_run_trace_labels_the_columns_in_bundle_order_whatever_the_order_asked(game_dirs):
+    traced = {order: edgemode("run", game_dirs[1], "--domains", order, "--prompt", "w1 w2 w3", "--max-new-tokens", 3,
+                              "--trace") for order in ("a,b", "b,a")}
+    assert traced["a,b"].exit_code == 0 and traced["b,a"].stdout == traced["a,b"].stdout
+    header, *lines = traced["b,a"].stdout.strip().splitlines()
+    assert header == "gate weights per block, backbone/a/b:"
+    engine = Engine.load(game_dirs[1], ["b", "a"])
+    prompt = engine.encode("w1 w2 w3")
+    tokens = list(engine.generate_ids(prompt, 3))
+    gates, _ = pytorch_trace(store.load(game_dirs[0]), np.array(prompt + tokens[:-1]), ["a", "b"])
+    for i, line in enumerate(lines):  # token i was predicted at position len(prompt) - 1 + i
+        printed = np.array([[float(w) for w in block.split("/")] for block in line.split()[-3:]])
+        np.testing.assert_allclose(printed, gates[len(prompt) - 1 + i], atol=0.006)
 
 
 def chromium(*args):
