@@ -186,31 +186,17 @@ def run(bundle, domains, prompt, max_new_tokens, temperature, top_k, top_p, seed
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object {tokens, nll, ppl}.")
 def eval_(path, domains, text_file, window, max_tokens, as_json):
     """Perplexity of TEXT_FILE under PATH: a bundle (runtime) or a MoDE model directory (PyTorch)."""
+    from edgemode.opener import open_path
     from edgemode.runtime.perplexity import perplexity
 
     text = _read_text(text_file)
-    if (path / "mode.json").is_file():
-        import torch
-
-        from edgemode.model import load
-
-        mode = load(path)
-        active = mode.check_domains(_domains(domains))
-        tokenizer = _model_tokenizer(path)
-        limit, what = mode.config.max_position_embeddings, "the backbone's context"
-
-        def logits(ids):
-            with torch.no_grad():
-                return mode(torch.as_tensor(ids)[None], domains=active)[0].numpy()
-    else:
-        from edgemode.runtime import Engine
-
-        engine = Engine.load(path, _domains(domains))
-        tokenizer, logits = engine.tokenizer, engine.logits
-        limit, what = engine.max_context, "this bundle's context"
-    if window > limit:  # never shrink it silently: a bundle and its model must score the same windows
-        raise EdgemodeError(f"--window {window} exceeds {what} ({limit} tokens); pass --window {limit} or less")
-    result = perplexity(logits, tokenizer.encode(text).ids[:max_tokens], window)
+    source = open_path(path)
+    active = source.domain_set(_domains(domains))
+    if window > source.context:  # never shrink it silently: a bundle and its model must score the same windows
+        raise EdgemodeError(f"--window {window} exceeds {source.context_name} ({source.context} tokens); "
+                            f"pass --window {source.context} or less")
+    source.use(active)
+    result = perplexity(source.logits, source.tokenizer.encode(text).ids[:max_tokens], window)
     if as_json:
         click.echo(json.dumps(result))
     else:
@@ -374,31 +360,24 @@ def devices(as_json):
 def plan(path, device, domains, shape, blocks, expert_layers, quant, context, as_json):
     """Plan the memory of PATH (a MoDE model directory or bundle) or --shape on --device."""
     from edgemode.devices import cpu, planner, profiles
-    from edgemode.layout import Layout
 
     profile = profiles.load(device)
     quantization = dict(profile["quantization"])
     if (path is None) == (shape is None):
         raise EdgemodeError("give either PATH (model directory or bundle) or --shape")
-    longest = profile["max_context"]  # a bundle serves at most its own context, as Engine.load plans it
+    longest = profile["max_context"]
     if shape:
+        from edgemode.layout import Layout
+
         model_shape = planner.SHAPES[shape]
         layout = Layout.split(model_shape.num_layers, blocks, expert_layers)
-    elif (path / "mode.json").is_file():
-        from edgemode import read_json
-        from edgemode.bundle.manifest import Shape
-        from edgemode.model.backbones import resolve
-        from edgemode.model.store import read_manifest
-
-        layout = Layout.from_json(read_manifest(path)["layout"])
-        model_shape = Shape.from_config(read_json(resolve(read_manifest(path)["backbone"]["source"]) / "config.json"))
     else:
-        from edgemode.bundle import manifest as bundle_manifest
+        from edgemode.opener import open_path
 
-        manifest = bundle_manifest.read(path)
-        model_shape, layout = manifest.backbone, manifest.layout
-        quantization = dict(manifest.quantization)
-        longest = min(longest, manifest.max_context)
+        source = open_path(path)
+        model_shape, layout = source.shape, source.layout
+        quantization = source.quantization or quantization  # a model directory is quantized when exported
+        longest = min(longest, source.context)  # as Engine.load (a bundle) and export --device (a model) plan it
     if quant:
         quantization = {"weights": "fp32"} if quant == "fp32" else {"weights": "int4", "block_size": 32}
     result = planner.plan(model_shape, layout, len(_domains(domains)), quantization, longest if context is None else context,
@@ -527,12 +506,6 @@ def _read_text(path: Path) -> str:
         return path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
         raise EdgemodeError(f"{path} is not UTF-8 text: {e}") from None
-
-
-def _model_tokenizer(model_dir: Path):
-    from tokenizers import Tokenizer
-
-    return Tokenizer.from_file(str(model_dir / "tokenizer.json"))
 
 
 def main():

@@ -159,6 +159,22 @@ def test_plan_and_bench_cli(bundles):
     assert result.exit_code == 1 and "prefill_chunk must be an integer >= 1" in result.stderr
 
 
+def test_plan_of_a_model_directory_equals_plan_of_its_bundle(model_dir, bundles):
+    from edgemode.opener import Bundle, ModelDir, open_path
+
+    plans = {}
+    for path in (model_dir, bundles["fp32"]):
+        result = CliRunner().invoke(cli, ["plan", "--device", "dev-x86", str(path), "--domains", "a,b", "--quant", "fp32",
+                                          "--context", "64", "--json"])
+        assert result.exit_code == 0, result.output
+        plans[path] = json.loads(result.stdout)
+    model, bundle = plans.values()
+    assert model == bundle and model["total_bytes"] > 0 and model["shape"]["num_layers"] > 0
+    assert isinstance(open_path(model_dir), ModelDir) and isinstance(open_path(bundles["fp32"]), Bundle)
+    assert open_path(model_dir).can_concept_gradients and not open_path(model_dir).can_trace
+    assert open_path(bundles["fp32"]).can_trace and not open_path(bundles["fp32"]).has_evidence
+
+
 def test_bench_peak_rss_is_its_own_not_its_parents():
     # getrusage's ru_maxrss survives fork and exec: a child of a large process would report the parent.
     ballast = np.ones(400 * 2**20, np.uint8)  # 400 MiB resident in this (parent) process
