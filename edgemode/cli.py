@@ -131,6 +131,7 @@ def export(model_dir, domains, quant, device, output, context, block_size, accur
     Without MODEL_DIR, exports the built-in default model (see `edgemode demo`).
     """
     from edgemode.demo import default_model_dir
+    from edgemode.explain.evidence_index import EvidenceIndex
     from edgemode.export import export as run_export
     from edgemode.quantize import Int4Config
 
@@ -140,7 +141,7 @@ def export(model_dir, domains, quant, device, output, context, block_size, accur
             raise EdgemodeError("no MODEL_DIR given and the default model is not built yet: run `edgemode demo` first")
 
     run_export(model_dir, output, _domains(domains), quant, context, Int4Config(block_size, accuracy_level, vocab_bits=int(vocab_bits)), device=device,
-               evidence=evidence)
+               evidence=None if evidence is None else EvidenceIndex(evidence))
 
 
 @cli.command()

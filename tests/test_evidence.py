@@ -16,8 +16,8 @@ from edgemode.bundle import manifest as bundle_manifest
 from edgemode.bundle import names
 from edgemode.bundle.manifest import BundleError
 from edgemode.explain import evidence
+from edgemode.explain.evidence_index import PASSAGE_TOKENS, EvidenceIndex
 from edgemode.export import export
-from edgemode.export.exporter import PASSAGE_TOKENS
 from edgemode.model import store
 from edgemode.train.data import SEPARATOR
 
@@ -46,7 +46,7 @@ def mode(model_dir):
 def bundle(model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("evidence-bundle") / "bundle"
     texts = {d: SEPARATOR.join(" ".join(doc) for doc in docs) + "\n" for d, docs in CORPORA.items()}
-    export(model_dir, out, max_context=256, evidence=100, evidence_texts=texts)
+    export(model_dir, out, max_context=256, evidence=EvidenceIndex(100, texts))
     return out
 
 
@@ -188,13 +188,14 @@ def test_a_bundle_without_evidence_has_no_index(model_dir, tmp_path):
 
 def test_export_refuses_bad_evidence_requests(model_dir, tmp_path):
     with pytest.raises(EdgemodeError, match="no training corpus for domain 'a'"):
-        export(model_dir, tmp_path / "out", evidence=4)
-    with pytest.raises(EdgemodeError, match="positive number of passages"):
-        export(model_dir, tmp_path / "out", evidence=0, evidence_texts={"a": "w1 w2", "b": "w3 w4"})
+        export(model_dir, tmp_path / "out", evidence=EvidenceIndex(4))
+    for passages in (0, -1, 2.5, True):
+        with pytest.raises(EdgemodeError, match="positive number of passages"):
+            EvidenceIndex(passages, {"a": "w1 w2", "b": "w3 w4"})
     with pytest.raises(EdgemodeError, match="no domain is exported"):
-        export(model_dir, tmp_path / "out", domains=[], evidence=4)
+        export(model_dir, tmp_path / "out", domains=[], evidence=EvidenceIndex(4))
     with pytest.raises(EdgemodeError, match="no passage of two tokens"):
-        export(model_dir, tmp_path / "out", domains=["a"], evidence=4, evidence_texts={"a": "w1"})
+        export(model_dir, tmp_path / "out", domains=["a"], evidence=EvidenceIndex(4, {"a": "w1"}))
     assert not (tmp_path / "out").exists()
 
 

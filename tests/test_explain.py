@@ -328,13 +328,14 @@ def test_the_page_renders_every_token_in_a_real_browser(game_dirs, text_file, tm
 
 def test_explain_gathers_evidence_for_the_chosen_token(tmp_path_factory, game_dirs, text_file):
     from edgemode.explain import evidence
+    from edgemode.explain.evidence_index import EvidenceIndex
     from edgemode.train.data import SEPARATOR
 
     bundle = tmp_path_factory.mktemp("evidence") / "bundle"
     words = TEXT.split()
     texts = {d: SEPARATOR.join(" ".join(words[i : i + 30]) for i in range(start, 90, 30)) + "\n"
              for d, start in zip(PLAYERS, [0, 10, 0, 20])}
-    export(game_dirs[0], bundle, max_context=128, evidence=4, evidence_texts=texts)
+    export(game_dirs[0], bundle, max_context=128, evidence=EvidenceIndex(4, texts))
     result = explain(bundle, ["a", "b"], TEXT, window=WINDOW, token=40)
     engine = Engine.load(bundle, ["a", "b"])
     _, trace = engine.logits(engine.encode(TEXT)[:40], trace=True)  # token 40 is predicted at position 39
