@@ -167,7 +167,7 @@ def run(bundle, domains, prompt, max_new_tokens, temperature, top_k, top_p, seed
         from edgemode.bundle.names import BACKBONE
 
         click.echo(f"gate weights per block, {'/'.join([BACKBONE, *engine.domains])}:")
-        for token, step in engine.generate_ids(engine.encode(prompt), max_new_tokens, sampling, trace=True):
+        for token, step in engine.generate_ids_with_trace(engine.encode(prompt), max_new_tokens, sampling):
             blocks = "  ".join("/".join(f"{w:.2f}" for w in row) for row in step.gates[0])
             click.echo(f"  {engine.tokenizer.decode([token])!r:20s} {blocks}")
         return

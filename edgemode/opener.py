@@ -52,7 +52,7 @@ class Bundle:
         return self.engine.logits(ids)
 
     def logits_with_trace(self, ids):
-        return self.engine.logits(ids, trace=True)
+        return self.engine.logits_with_trace(ids)
 
     def evidence(self):
         from edgemode.explain import evidence

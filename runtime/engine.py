@@ -7,8 +7,9 @@ parts, top to bottom:
 2. `Engine`: load, set_domains, forward; one session run per step (a prefill chunk or a token);
 3. generation: prompt checks, chunked prefill, the decode loop, streamed text.
 Embedding rows are read from the bundle as needed (runtime/embedding.py), never held in memory.
-Gate traces (`trace=True`) run on a request's own session of the trace variant of the graph, so
-requests without them run exactly the graph they ran before.
+Gate traces (the `*_with_trace` methods) run on a request's own session of the trace variant of the
+graph, so requests without them run exactly the graph they ran before. Every method returns one type
+whatever its arguments.
 """
 
 from __future__ import annotations
@@ -285,15 +286,20 @@ class Engine:
                              self.providers, traced=True)
             return KVCache(traced, capacity)
 
-    def forward(self, token_ids, cache: KVCache, last_only: bool = False):
+    def forward(self, token_ids, cache: KVCache, last_only: bool = False) -> np.ndarray:
         """Logits (n, vocab) for the next tokens after `cache`, which grows by n = len(token_ids);
-        with `last_only`, (1, vocab) for the last of them. A traced cache's request (new_cache with
-        trace=True) gets (logits, Trace) of the same positions."""
+        with `last_only`, (1, vocab) for the last of them."""
+        return self._step(self._check_ids(token_ids), cache, last_only)[0]
+
+    def forward_with_trace(self, token_ids, cache: KVCache, last_only: bool = False) -> tuple[np.ndarray, Trace]:
+        """`forward`'s logits and the Trace of the same positions; `cache` from new_cache(..., trace=True)."""
         logits, trace = self._step(self._check_ids(token_ids), cache, last_only)
-        return logits if trace is None else (logits, trace)
+        if trace is None:
+            raise EdgemodeError("forward_with_trace needs a cache made by new_cache(capacity, trace=True)")
+        return logits, trace
 
     def _step(self, token_ids: np.ndarray, cache: KVCache, last_only: bool) -> tuple[np.ndarray, Trace | None]:
-        """`forward` for ids already checked, always as (logits, Trace or None)."""
+        """`forward` for ids already checked: logits, and the Trace if the cache is traced."""
         if not isinstance(cache, KVCache):
             raise EdgemodeError("cache must come from engine.new_cache")
         with self._lock:
@@ -309,17 +315,24 @@ class Engine:
             cache.length += n
             return logits[0], trace
 
-    def logits(self, token_ids, chunk: int = 256, trace: bool = False):
-        """Logits for every position of `token_ids`, prefilled `chunk` tokens at a time; with
-        `trace`, (logits, Trace) with a Trace row for every position."""
+    def logits(self, token_ids, chunk: int = 256) -> np.ndarray:
+        """Logits for every position of `token_ids`, prefilled `chunk` tokens at a time."""
+        return self._logits(token_ids, chunk, trace=False)[0]
+
+    def logits_with_trace(self, token_ids, chunk: int = 256) -> tuple[np.ndarray, Trace]:
+        """`logits` and their Trace, a row for every position."""
+        return self._logits(token_ids, chunk, trace=True)
+
+    def _logits(self, token_ids, chunk: int, trace: bool) -> tuple[np.ndarray, Trace | None]:
         token_ids = self._check_ids(token_ids)
         _check_positive("chunk", chunk)
         cache = self.new_cache(len(token_ids), trace)
         steps = [self._step(token_ids[i : i + chunk], cache, False) for i in range(0, len(token_ids), chunk)]
         logits = np.concatenate([step[0] for step in steps])
         if not trace:
-            return logits
-        return logits, Trace(self.domains, np.concatenate([t.gates for _, t in steps]), np.concatenate([t.hidden for _, t in steps]))
+            return logits, None
+        return logits, Trace(cache.decoder.domains, np.concatenate([t.gates for _, t in steps]),
+                             np.concatenate([t.hidden for _, t in steps]))
 
     def _check_ids(self, token_ids) -> np.ndarray:
         ids = np.asarray(token_ids)
@@ -345,13 +358,22 @@ class Engine:
         return ids
 
     def generate_ids(self, prompt_ids: list[int], max_new_tokens: int = 128, sampling: Sampling = Sampling(),
-                     prefill_chunk: int = planner.PREFILL_CHUNK, trace: bool = False) -> Iterator:
-        """Yield new token ids one at a time, stopping at an EOS token or `max_new_tokens`; with
-        `trace`, (token id, Trace) pairs, the Trace (one row) of the position that predicted it.
+                     prefill_chunk: int = planner.PREFILL_CHUNK) -> Iterator[int]:
+        """Yield new token ids one at a time, stopping at an EOS token or `max_new_tokens`.
 
         Generation also stops when the context is full; the KV cache is sized to the prompt plus
         `max_new_tokens` (within the bundle's context), never to the model's whole context.
         """
+        for token, _ in self._generate(prompt_ids, max_new_tokens, sampling, prefill_chunk, trace=False):
+            yield token
+
+    def generate_ids_with_trace(self, prompt_ids: list[int], max_new_tokens: int = 128, sampling: Sampling = Sampling(),
+                                prefill_chunk: int = planner.PREFILL_CHUNK) -> Iterator[tuple[int, Trace]]:
+        """`generate_ids`' tokens, each with the Trace (one row) of the position that predicted it."""
+        return self._generate(prompt_ids, max_new_tokens, sampling, prefill_chunk, trace=True)
+
+    def _generate(self, prompt_ids, max_new_tokens: int, sampling: Sampling, prefill_chunk: int,
+                  trace: bool) -> Iterator[tuple[int, Trace | None]]:
         _check_positive("max_new_tokens", max_new_tokens)
         _check_positive("prefill_chunk", prefill_chunk)
         if not isinstance(sampling, Sampling):
@@ -370,7 +392,7 @@ class Engine:
             logits, step_trace = self._step(ids[i : i + prefill_chunk], cache, last_only=True)
         while True:
             token = choose(logits[-1], sampling, rng)
-            yield (token, step_trace) if trace else token
+            yield token, step_trace
             if token in self.eos_token_ids or cache.length - len(ids) + 1 >= max_new_tokens or cache.length >= cache.capacity:
                 return
             logits, step_trace = self._step(np.array([token], np.int64), cache, last_only=True)

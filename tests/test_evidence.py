@@ -122,7 +122,7 @@ def test_through_the_engine_a_training_point_ranks_its_own_passage_first(bundle,
             for doc, start in _passages(CORPORA[domain]):
                 words = doc[start : start + PASSAGE_TOKENS]
                 ids = [int(w[1:]) + 2 for w in words]
-                _, trace = engine.logits(ids, trace=True)
+                _, trace = engine.logits_with_trace(ids)
                 np.testing.assert_allclose(trace.hidden, _head_input(mode, words, [domain])[0], atol=1e-4)
                 for t in range(len(ids) - 1):
                     found = evidence.top_passages(index, trace.hidden[t], ids[t + 1], DOMAINS)

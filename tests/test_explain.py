@@ -95,7 +95,7 @@ def test_values_are_the_runtime_and_pytorch_log_likelihoods(game_dirs, result):
 def test_each_tokens_gates_are_those_of_the_position_that_predicted_it(game_dirs, result):
     engine = Engine.load(game_dirs[1], PLAYERS)
     ids = engine.encode(TEXT)
-    windows = [engine.logits(ids[i : i + WINDOW], trace=True)[1].gates for i in (0, WINDOW)]
+    windows = [engine.logits_with_trace(ids[i : i + WINDOW])[1].gates for i in (0, WINDOW)]
     gates = np.array(result["per_token"]["gates"])
     assert gates.shape == (98, 3, 1 + len(PLAYERS))
     np.testing.assert_allclose(gates[:WINDOW - 1], windows[0][:-1], atol=1e-6)  # token t: row t - 1
@@ -202,7 +202,7 @@ def test_traced_gates_and_hidden_equal_pytorch(bundles, reference, domains):
     engine = Engine.load(bundles["fp32"], domains)
     ids = np.arange(40) * 7 % 300
     plain = engine.logits(ids, chunk=16)
-    logits, trace = engine.logits(ids, chunk=16, trace=True)
+    logits, trace = engine.logits_with_trace(ids, chunk=16)
     np.testing.assert_array_equal(logits, plain)
     in_bundle_order = [d for d in DOMAINS if d in domains]  # whatever order they were asked in
     gates, hidden = pytorch_trace(reference, ids, in_bundle_order)
@@ -212,12 +212,24 @@ def test_traced_gates_and_hidden_equal_pytorch(bundles, reference, domains):
     assert trace.gates.std() > 0.01 or not domains  # the gates really mix
 
 
+def test_each_call_returns_one_type_whatever_the_request(bundles):
+    engine = Engine.load(bundles["fp32"], DOMAINS)
+    traced, plain = engine.new_cache(8, trace=True), engine.new_cache(8)
+    logits, trace = engine.forward_with_trace([3, 5, 7], traced)
+    np.testing.assert_array_equal(engine.forward([3, 5, 7], plain), logits)
+    assert trace.gates.shape == (3, len(engine.manifest.layout.blocks), 3) and trace.domains == DOMAINS
+    assert isinstance(engine.forward([9], traced), np.ndarray)  # a traced request's forward: logits alone
+    with pytest.raises(EdgemodeError, match=r"new_cache\(capacity, trace=True\)"):
+        engine.forward_with_trace([9], plain)
+    assert all(isinstance(t, int) for t in engine.generate_ids([3, 5], 3))
+
+
 def test_generation_traces_the_position_that_predicted_each_token(bundles):
     engine = Engine.load(bundles["fp32"], DOMAINS)
     prompt = [3, 5, 7, 9, 11]
-    steps = list(engine.generate_ids(prompt, max_new_tokens=6, trace=True))
+    steps = list(engine.generate_ids_with_trace(prompt, max_new_tokens=6))
     assert [t for t, _ in steps] == list(engine.generate_ids(prompt, max_new_tokens=6))
-    _, trace = engine.logits(prompt + [t for t, _ in steps[:-1]], trace=True)
+    _, trace = engine.logits_with_trace(prompt + [t for t, _ in steps[:-1]])
     for i, (_, step) in enumerate(steps):
         np.testing.assert_allclose(step.gates[0], trace.gates[len(prompt) - 1 + i], atol=1e-5)
         np.testing.assert_allclose(step.hidden[0], trace.hidden[len(prompt) - 1 + i], atol=1e-4)
@@ -338,7 +350,7 @@ def test_explain_gathers_evidence_for_the_chosen_token(tmp_path_factory, game_di
     export(game_dirs[0], bundle, max_context=128, evidence=EvidenceIndex(4, texts))
     result = explain(bundle, ["a", "b"], TEXT, window=WINDOW, token=40)
     engine = Engine.load(bundle, ["a", "b"])
-    _, trace = engine.logits(engine.encode(TEXT)[:40], trace=True)  # token 40 is predicted at position 39
+    _, trace = engine.logits_with_trace(engine.encode(TEXT)[:40])  # token 40 is predicted at position 39
     want = evidence.top_passages(evidence.load_index(bundle), trace.hidden[-1], engine.encode(TEXT)[40], ["a", "b"])
     assert result["evidence"] == want and want and {p["domain"] for p in want} <= {"a", "b"}
     page = render(result, str(bundle))
