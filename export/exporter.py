@@ -19,7 +19,7 @@ import onnx
 import torch
 from onnx import external_data_helper
 
-from edgemode import EdgemodeError, os_error_text
+from edgemode import EdgemodeError
 from edgemode.bundle import manifest as bundle_manifest
 from edgemode.bundle import directory, names
 from edgemode.devices import planner, profiles
@@ -102,7 +102,7 @@ def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = N
         raise EdgemodeError(f"--quant must be one of {', '.join(TOLERANCES)}, got {quant!r}")
     out = Path(os.path.realpath(out))  # through a symlink, replace what it points to and keep the link
     store.read_manifest(model_dir)  # not a model directory: say so before the slow load
-    directory.check_target(out, bundle_manifest.MANIFEST, "a bundle")
+    directory.check_target(out, bundle_manifest.MANIFEST, "a bundle")  # before the slow load; staged() checks again
     started = time.time()
     log(f"loading {model_dir}")
     mode = store.load(model_dir)
@@ -138,8 +138,7 @@ def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = N
         for b, sources in enumerate(layout.expert_sources):
             components.append((names.expert_file(d, b), lambda n, d=d, b=b, s=sources: decoder_graph(n, backbone, mode.experts[d][b], s, shape, rotary)))
 
-    tmp = directory.temporary_beside(out, "a bundle")
-    try:
+    with directory.staged(out, bundle_manifest.MANIFEST, "a bundle") as tmp:
         for i, (file, build) in enumerate(components, 1):
             graph = build(names.component(file))
             if quant == "int4" and not file.startswith("gates"):  # gates are a few KB: keep them exact
@@ -158,13 +157,6 @@ def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = N
         bundle_manifest.write(tmp, manifest)
         if check:
             _check(tmp, mode, domains, quant, max_context)
-        directory.publish(tmp, out)
-    except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, OSError):  # a full disk, a permission or quota error
-            kept = f"; the previous bundle at {out} is unchanged" if (out / bundle_manifest.MANIFEST).is_file() else ""
-            raise EdgemodeError(f"writing the bundle failed: {os_error_text(e)}; nothing was written{kept}") from e
-        raise
     log(f"wrote {out} in {time.time() - started:.1f} s")
     return manifest
 

@@ -44,11 +44,8 @@ def write(bundle: str | Path, out: str | Path, default_domains: list[str] | None
     data_files = [f for f in manifest.files if f.endswith(".data")]
     bundle_manifest.verify(bundle, manifest, data_files + [manifest.tokenizer], full=False)
     out = Path(os.path.realpath(out))
-    what = "an onnxruntime-genai folder"
-    directory.check_target(out, CONFIG, what)
-    tmp = directory.temporary_beside(out, what)
     sets = [manifest.domain_set(s) for n in range(len(domains) + 1) for s in itertools.combinations(domains, n)]
-    try:
+    with directory.staged(out, CONFIG, "an onnxruntime-genai folder") as tmp:
         for file in data_files:
             _link(bundle_manifest.resolve(bundle, file), tmp / file)
         for subset in sets:
@@ -59,12 +56,6 @@ def write(bundle: str | Path, out: str | Path, default_domains: list[str] | None
         if tokenizer_config:
             (tmp / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2) + "\n")
         (tmp / CONFIG).write_text(json.dumps(genai_config(manifest, default, tokenizer), indent=2) + "\n")
-        directory.publish(tmp, out)
-    except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, OSError):
-            raise EdgemodeError(f"writing {out} failed: {os_error_text(e)}; nothing was written") from e
-        raise
     return sets
 
 

@@ -160,8 +160,8 @@ def test_full_disk_during_export_is_reported_and_keeps_the_previous_bundle(tmp_p
     result = CliRunner().invoke(cli, ["export", str(model_dir), "-o", str(out), "--quant", "fp32", "--context", "64"])
     assert result.exit_code == 1
     message = result.stderr.strip().splitlines()[-1]
-    assert message.startswith("edgemode: error: writing the bundle failed: No space left on device")
-    assert "previous bundle" in message and "Traceback" not in result.output
+    assert message.startswith(f"edgemode: error: writing a bundle at {out} failed: No space left on device")
+    assert message.endswith("; nothing was written; the previous one there is unchanged") and "Traceback" not in result.output
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
