@@ -43,20 +43,45 @@ def test_plan_warns_where_int4_would_fall_back_to_fp32():
     assert pi.exit_code == 0 and pi.stderr == "" and json.loads(pi.stdout)["int4_compute"] == "int8"
 
 
-def test_the_engine_runs_on_the_profiles_first_available_provider(tmp_path, bundles):
+def test_the_engine_runs_on_the_profiles_first_available_provider(tmp_path, bundles, monkeypatch):
     import onnxruntime as ort
 
-    profile = profiles.load("pixel8") | {"budget_bytes": 1 << 34, "max_context": 128}  # Xnnpack first, then CPU
+    from edgemode.runtime import engine as runtime_engine
+
+    xnnpack, cpu_ep = "XnnpackExecutionProvider", "CPUExecutionProvider"
+    phone = profiles.load("galaxy-s24") | {"budget_bytes": 1 << 34, "max_context": 128}
+    assert phone["execution_providers"] == ["QNNExecutionProvider", xnnpack, cpu_ep]
+    for available, expected in (([xnnpack, cpu_ep], [xnnpack, cpu_ep]), (["AzureExecutionProvider", cpu_ep], [cpu_ep]),
+                                (["QNNExecutionProvider", xnnpack, cpu_ep], ["QNNExecutionProvider", cpu_ep])):
+        monkeypatch.setattr(ort, "get_available_providers", lambda available=available: available)
+        assert runtime_engine.execution_providers(phone) == expected
+    assert runtime_engine.execution_providers(None) == [cpu_ep]
+    # The engine makes its sessions with those providers (run here on the CPU's: this build may lack Xnnpack).
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [xnnpack, cpu_ep])
+    asked, make_session = [], ort.InferenceSession
+    monkeypatch.setattr(ort, "InferenceSession", lambda graph, options, providers: asked.append(providers)
+                        or make_session(graph, options, providers=[cpu_ep]))
     path = tmp_path / "phone.json"
-    path.write_text(json.dumps(profile))
+    path.write_text(json.dumps(phone))
     engine = Engine.load(bundles["int4"], ["a"], device=str(path))
-    expected = "XnnpackExecutionProvider" if "XnnpackExecutionProvider" in ort.get_available_providers() else "CPUExecutionProvider"
-    assert engine.execution_provider == expected
+    engine.set_domains(["b"])
+    assert asked == [[xnnpack, cpu_ep]] * 2 and engine.execution_provider == cpu_ep
 
 
-def test_expected_targets_are_present():
-    assert {"pixel8pro", "pixel8", "galaxy-s24", "rpi5-4gb", "rpi5-8gb", "jetson-orin-nano-8gb", "arm64-2gb",
-            "dev-x86"} <= set(profiles.names())
+# Each target the product names, the architecture it is, and the default model (SmolLM2-135M with two
+# experts, int4) fitting its budget at its own context.
+TARGETS = {"pixel8pro": "arm64", "pixel8": "arm64", "galaxy-s24": "arm64", "rpi5-4gb": "arm64", "rpi5-8gb": "arm64",
+           "jetson-orin-nano-8gb": "arm64", "arm64-2gb": "arm64", "dev-x86": "x86_64"}
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_each_target_runs_the_default_model(name):
+    profile = profiles.load(name)
+    assert profile["arch"] == TARGETS[name] and profile["quantization"]["weights"] == "int4"
+    shape = planner.SHAPES["smollm2-135m"]
+    plan = planner.plan(shape, Layout.split(shape.num_layers, 3, 2), 2, profile["quantization"], profile["max_context"],
+                        profile["budget_bytes"])
+    assert plan["fits"] and plan["context"] >= 1024, plan
 
 
 def test_bad_profiles_are_clear_errors(tmp_path):
