@@ -195,9 +195,13 @@ def test_manifest_without_model_type_and_domains_not_a_list_are_refused(tmp_path
 @pytest.mark.parametrize("edit, message", [
     (lambda m: m["embedding_table"].update(file=["embedding.onnx.data"]), "embedding_table.file"),
     (lambda m: m["backbone"].pop("kv_head_dim"), "backbone shape"),
+    (lambda m: m["backbone"].update(kv_head_dim=m["backbone"]["head_dim"] + 16), r"backbone shape \(kv_head_dim\)"),
+    (lambda m: m["backbone"].update(num_heads="4"), "backbone shape"),
+    (lambda m: m["backbone"].update(tied_embeddings=None), "backbone shape"),
     (lambda m: m["layout"].update(blocks=m["layout"]["blocks"][::-1]), "split the backbone's layers in order"),
     (lambda m: m["layout"]["expert_sources"][0].pop(), "the same expert layers per block"),
-], ids=["table file a list", "no kv_head_dim", "blocks out of order", "uneven expert layers"])
+], ids=["table file a list", "no kv_head_dim", "kv_head_dim not head_dim padded", "heads a string", "tied not a bool",
+        "blocks out of order", "uneven expert layers"])
 def test_manifest_edits_the_composer_would_trip_on_are_refused(tmp_path, bundles, edit, message):
     # found by scripts/fuzz_bundle.py: each crashed (TypeError, KeyError) instead of a clear error
     bundle = tmp_path / "b"
