@@ -180,6 +180,9 @@ def test_plan_and_bench_cli(bundles):
                                  "--repeat", "1", "--prefill-chunk", "5", "--json"])
     assert result.exit_code == 0 and json.loads(result.stdout)["prefill_chunk"] == 5
     assert measured["graph_bytes"] < json.loads(result.stdout)["graph_bytes"]  # {a} loads less than {a,b}
+    result = runner.invoke(cli, ["bench", str(bundles["int4"]), "--domains", "b,a", "--prompt-tokens", "4", "--new-tokens", "2",
+                                 "--repeat", "1", "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["domains"] == ["a", "b"]  # the bundle's order, as asked or not
     result = runner.invoke(cli, ["bench", str(bundles["int4"]), "--prompt-tokens", "16", "--prefill-chunk", "0"])
     assert result.exit_code == 1 and "prefill_chunk must be an integer >= 1" in result.stderr
 
