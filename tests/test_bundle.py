@@ -1,5 +1,6 @@
 """The bundle contract: manifest validation, file checks and atomic export."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -36,6 +37,16 @@ def test_manifest_lists_every_file_with_size_and_sha256(bundles):
     bundle_manifest.verify(bundle, manifest, list(manifest.files), full=True)
     assert manifest.quantization["weights"] == "int4" and manifest.quantization["accuracy_level"] == 4
     assert manifest.backbone.fingerprint.startswith("sha256:")
+
+
+def test_the_manifest_type_writes_back_what_the_exporter_wrote(bundles):
+    for bundle in bundles.values():
+        manifest = bundle_manifest.read(bundle)
+        assert manifest.to_json() == json.loads((bundle / bundle_manifest.MANIFEST).read_text())
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            manifest.max_context = 4
+        with pytest.raises(TypeError):
+            manifest.files["tokenizer.json"] = None
 
 
 def test_schema_from_the_future_is_refused(bundle):
