@@ -10,9 +10,11 @@ import ctypes
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from edgemode import EdgemodeError
+from edgemode import EdgemodeError, os_error_text
 
 
 def check_target(out: Path, marker: str, what: str) -> None:
@@ -44,6 +46,24 @@ def _exchange(a: Path, b: Path) -> bool:
         return False
     at_fdcwd, rename_exchange = -100, 2
     return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+@contextmanager
+def staged(out: Path, marker: str, what: str) -> Iterator[Path]:
+    """A fresh directory to build `what` in, published at `out` when the block ends (see
+    check_target and `marker`). On any error it is removed and `out` is left as it was; an OSError
+    (a full disk, a permission or quota) becomes one line saying so."""
+    check_target(out, marker, what)
+    tmp = temporary_beside(out, what)
+    try:
+        yield tmp
+        publish(tmp, out)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):
+            kept = "; the previous one there is unchanged" if (out / marker).is_file() else ""
+            raise EdgemodeError(f"writing {what} at {out} failed: {os_error_text(e)}; nothing was written{kept}") from e
+        raise
 
 
 def publish(tmp: Path, out: Path) -> None:

@@ -1,4 +1,4 @@
-"""The names every stage agrees on: graph files, graph inputs and outputs, gate columns, KV layers.
+"""The names every stage agrees on: graph files, graph inputs and outputs, KV inputs and outputs.
 
 The exporter writes component graphs under these names, the runtime composes and feeds them, and
 the onnxruntime-genai folder exposes them; nothing else spells them. Standard library only.
@@ -63,21 +63,5 @@ def composed_file(domains: list[str]) -> str:
     return ".".join(["decoder", *domains, "onnx"])
 
 
-def canonical(bundle_domains: list[str], active) -> list[str]:
-    """`active` in the bundle's order: a set composes to the same graph whatever order it was asked in."""
-    return [d for d in bundle_domains if d in active]
-
-
-def gate_columns(bundle_domains: list[str], active: list[str]) -> list[int]:
-    """The gate-logit columns of the backbone and the `active` experts, in that order."""
-    return [0] + [1 + bundle_domains.index(d) for d in active]
-
-
 BACKBONE = "backbone"  # the first gate column's label, before the active domains'
 
-
-def running_layers(manifest: dict, active: list[str]) -> int:
-    """Layers whose keys and values a bundle's composed decoder for `active` keeps: the backbone's,
-    then the active experts', block by block (their KV index in the composed graph follows this order)."""
-    layout = manifest["layout"]
-    return manifest["backbone"]["num_layers"] + len(active) * sum(len(sources) for sources in layout["expert_sources"])

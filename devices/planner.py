@@ -16,10 +16,11 @@ materialises weights, so 1.8B and 3.25B backbones plan instantly. The constants 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from collections.abc import Mapping
 
-from edgemode import EdgemodeError, read_json
+from edgemode import EdgemodeError
+from edgemode.bundle.manifest import Shape
+from edgemode.layout import Layout
 
 MB = 1024 * 1024
 RUNTIME_BYTES = 80 * MB  # measured: peak RSS of `edgemode bench` on a bundle of under 1 MB
@@ -27,58 +28,25 @@ PREFILL_CHUNK = 32  # bounds prefill activations; measured on SmolLM2 int4 again
 INT4_PREPACK_FACTOR = 1.5  # measured: resident / file bytes of SmolLM2-135M's int4 graphs, 1.46-1.62
 
 
-@dataclass(frozen=True)
-class Shape:
-    """A Llama-shaped backbone plus the MoDE layout."""
-
-    hidden: int
-    layers: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    intermediate: int
-    vocab: int
-    tied: bool = True
-    blocks: int = 3
-    expert_layers: int = 2
-
-    def __post_init__(self):
-        sizes = ("hidden", "layers", "heads", "kv_heads", "head_dim", "intermediate", "vocab", "blocks", "expert_layers")
-        if not all(isinstance(getattr(self, f), int) and getattr(self, f) >= 1 for f in sizes):
-            raise EdgemodeError(f"a model shape needs positive integers for {', '.join(sizes)}: {self}")
-        if self.blocks > self.layers:
-            raise EdgemodeError(f"blocks ({self.blocks}) cannot exceed the backbone's {self.layers} layers")
-
-    @property
-    def kv_head_dim(self) -> int:  # GroupQueryAttention pads heads to a multiple of 16
-        return -(-self.head_dim // 16) * 16
-
-    def layer_params(self) -> int:
-        attention = self.hidden * self.kv_head_dim * (2 * self.heads + 2 * self.kv_heads)
-        return attention + 3 * self.hidden * self.intermediate
-
-    @classmethod
-    def from_config(cls, config: dict, blocks: int = 3, expert_layers: int = 2) -> "Shape":
-        heads = config["num_attention_heads"]
-        return cls(
-            hidden=config["hidden_size"], layers=config["num_hidden_layers"], heads=heads,
-            kv_heads=config.get("num_key_value_heads") or heads,
-            head_dim=config.get("head_dim") or config["hidden_size"] // heads,
-            intermediate=config["intermediate_size"], vocab=config["vocab_size"],
-            tied=config.get("tie_word_embeddings", True), blocks=blocks, expert_layers=expert_layers,
-        )
+def layer_params(shape: Shape) -> int:
+    """Weights of one decoder layer (attention at GroupQueryAttention's padded head size, and the MLP)."""
+    attention = shape.hidden_size * shape.kv_head_dim * (2 * shape.num_heads + 2 * shape.kv_heads)
+    return attention + 3 * shape.hidden_size * shape.intermediate_size
 
 
 # Google has not published Nano's shapes: these are Llama-shaped stand-ins with Nano-1's 1.8B and
 # Nano-2's 3.25B parameters (Gemini report, 2023). SmolLM2-135M is its real config.
 SHAPES = {
-    "nano-1": Shape(hidden=2048, layers=28, heads=16, kv_heads=8, head_dim=128, intermediate=8192, vocab=32000),
-    "nano-2": Shape(hidden=3072, layers=28, heads=24, kv_heads=8, head_dim=128, intermediate=9728, vocab=32000),
-    "smollm2-135m": Shape(hidden=576, layers=30, heads=9, kv_heads=3, head_dim=64, intermediate=1536, vocab=49152),
+    "nano-1": Shape(hidden_size=2048, num_layers=28, num_heads=16, kv_heads=8, head_dim=128, intermediate_size=8192,
+                    vocab_size=32000),
+    "nano-2": Shape(hidden_size=3072, num_layers=28, num_heads=24, kv_heads=8, head_dim=128, intermediate_size=9728,
+                    vocab_size=32000),
+    "smollm2-135m": Shape(hidden_size=576, num_layers=30, num_heads=9, kv_heads=3, head_dim=64, intermediate_size=1536,
+                          vocab_size=49152),
 }
 
 
-def bytes_per_weight(quantization: dict, matrix: str = "decoder") -> float:
+def bytes_per_weight(quantization: Mapping, matrix: str = "decoder") -> float:
     """Resident bytes per weight of a `matrix`: "decoder" or "head".
 
     int4 bundles keep decoder weights at 4 bits with an fp32 scale and a 4-bit zero point per block,
@@ -103,27 +71,31 @@ def bytes_per_weight(quantization: dict, matrix: str = "decoder") -> float:
     return stored * INT4_PREPACK_FACTOR
 
 
-def plan(shape: Shape, domains: int, quantization: dict, context: int, budget_bytes: int | None = None) -> dict:
+def plan(shape: Shape, layout: Layout, domains: int, quantization: Mapping, context: int,
+         budget_bytes: int | None = None) -> dict:
     """Memory needed to run `domains` experts at `context` tokens; with a budget, whether it fits."""
     if context < 2:
         raise EdgemodeError(f"the context must be at least 2 tokens, got {context}")
     bpw = bytes_per_weight(quantization)
-    norms = 2 * shape.hidden * 4
+    norms = 2 * shape.hidden_size * 4
     rotary = 2 * context * (shape.kv_head_dim // 2) * 4  # cos/sin caches, one pair per decoder graph
+    layer = layer_params(shape) * bpw + norms
+    blocks = len(layout.blocks)
     components = {
-        "head": shape.vocab * shape.hidden * bytes_per_weight(quantization, "head") + shape.hidden * 4,
-        "backbone": shape.layers * (shape.layer_params() * bpw + norms) + shape.blocks * rotary,
-        "gates": shape.blocks * shape.hidden * (1 + domains) * 4 if domains else 0,
-        "experts": domains * shape.blocks * (shape.expert_layers * (shape.layer_params() * bpw + norms) + rotary),
+        "head": shape.vocab_size * shape.hidden_size * bytes_per_weight(quantization, "head") + shape.hidden_size * 4,
+        "backbone": shape.num_layers * layer + blocks * rotary,
+        "gates": blocks * shape.hidden_size * (1 + domains) * 4 if domains else 0,
+        "experts": domains * blocks * (layout.expert_layers * layer + rotary),
     }
-    layers_running = shape.layers + domains * shape.blocks * shape.expert_layers
-    kv = 2 * layers_running * shape.kv_heads * shape.kv_head_dim * context * 4
+    kv = 2 * layout.running_layers(domains) * shape.kv_heads * shape.kv_head_dim * context * 4
     chunk = min(PREFILL_CHUNK, context)
-    activations = 4 * (chunk * (3 * shape.intermediate + 6 * shape.hidden + shape.heads * context) + shape.vocab)
+    activations = 4 * (chunk * (3 * shape.intermediate_size + 6 * shape.hidden_size + shape.num_heads * context)
+                       + shape.vocab_size)
     weights = sum(components.values())
     total = weights + kv + activations + RUNTIME_BYTES
     result = {
-        "shape": asdict(shape), "domains": domains, "quantization": quantization, "context": context,
+        "shape": Shape.to_json(shape), "layout": layout.to_json(), "domains": domains,
+        "quantization": dict(quantization), "context": context,
         "components": {k: int(v) for k, v in components.items()},
         "weights_bytes": int(weights), "kv_bytes": int(kv), "activation_bytes": int(activations),
         "runtime_bytes": RUNTIME_BYTES, "total_bytes": int(total),
@@ -132,13 +104,13 @@ def plan(shape: Shape, domains: int, quantization: dict, context: int, budget_by
     if budget_bytes is not None:
         result.update(budget_bytes=budget_bytes, fits=total <= budget_bytes)
         if total > budget_bytes:
-            result["suggestions"] = suggestions(shape, domains, quantization, context, budget_bytes)
+            result["suggestions"] = suggestions(shape, layout, domains, quantization, context, budget_bytes)
     return result
 
 
-def suggestions(shape: Shape, domains: int, quantization: dict, context: int, budget: int) -> list[str]:
+def suggestions(shape: Shape, layout: Layout, domains: int, quantization: Mapping, context: int, budget: int) -> list[str]:
     """What would make it fit: fewer bits, a shorter context, or fewer domains."""
-    fits = lambda d=domains, q=quantization, c=context: plan(shape, d, q, c)["total_bytes"] <= budget  # noqa: E731
+    fits = lambda d=domains, q=quantization, c=context: plan(shape, layout, d, q, c)["total_bytes"] <= budget  # noqa: E731
     found = []
     if quantization.get("weights") != "int4" and fits(q={"weights": "int4", "block_size": 32}):
         found.append("quantize to int4 (export --quant int4)")
@@ -153,17 +125,3 @@ def suggestions(shape: Shape, domains: int, quantization: dict, context: int, bu
     if d < domains and fits(d=d):
         found.append(f"at most {d} domain(s) at once")
     return found or ["nothing short of a smaller backbone: even int4 with no experts and a 2-token context exceeds the budget"]
-
-
-def shape_of_bundle(manifest: dict) -> Shape:
-    b, layout = manifest["backbone"], manifest["layout"]
-    if "intermediate_size" not in b:
-        raise EdgemodeError("this bundle's manifest lacks the backbone's intermediate_size; re-export it to plan it")
-    return Shape(hidden=b["hidden_size"], layers=b["num_layers"], heads=b["num_heads"], kv_heads=b["kv_heads"],
-                 head_dim=b["head_dim"], intermediate=b["intermediate_size"], vocab=b["vocab_size"],
-                 tied=b.get("tied_embeddings", True), blocks=len(layout["blocks"]),
-                 expert_layers=len(layout["expert_sources"][0]))
-
-
-def read_config(path: Path) -> dict:
-    return read_json(path / "config.json")

@@ -5,6 +5,8 @@ The stages live in their own subpackages: `edgemode.model` (the PyTorch MoDE mod
 `edgemode.explain`.
 """
 
+import hashlib
+
 __version__ = "0.1.0"
 
 
@@ -21,6 +23,15 @@ def first_line(e: BaseException) -> str:
 def os_error_text(e: OSError) -> str:
     """'No space left on device (/path)': an OSError as one short phrase."""
     return f"{e.strerror or e}" + (f" ({e.filename})" if e.filename else "")
+
+
+def sha256(path) -> str:
+    """The hex sha256 of a file's bytes (bundle files, expert files, pinned wheels)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def read_json(path, error: type[EdgemodeError] = EdgemodeError) -> dict:

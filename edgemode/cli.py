@@ -132,6 +132,7 @@ def export(model_dir, domains, quant, device, output, context, block_size, accur
     Without MODEL_DIR, exports the built-in default model (see `edgemode demo`).
     """
     from edgemode.demo import default_model_dir
+    from edgemode.explain.evidence_index import EvidenceIndex
     from edgemode.export import export as run_export
     from edgemode.quantize import Int4Config
 
@@ -141,7 +142,7 @@ def export(model_dir, domains, quant, device, output, context, block_size, accur
             raise EdgemodeError("no MODEL_DIR given and the default model is not built yet: run `edgemode demo` first")
 
     run_export(model_dir, output, _domains(domains), quant, context, Int4Config(block_size, accuracy_level, vocab_bits=int(vocab_bits)), device=device,
-               evidence=evidence)
+               evidence=None if evidence is None else EvidenceIndex(evidence))
 
 
 @cli.command()
@@ -162,12 +163,12 @@ def run(bundle, domains, prompt, max_new_tokens, temperature, top_k, top_p, seed
     from edgemode.runtime import Engine, Sampling
 
     sampling = Sampling(temperature, top_k, top_p, seed)
-    engine = Engine.load(bundle, _all_domains(bundle, domains), threads=threads, device=device)
+    engine = Engine.load(bundle, _domains(domains), threads=threads, device=device)
     if trace:
         from edgemode.bundle.names import BACKBONE
 
         click.echo(f"gate weights per block, {'/'.join([BACKBONE, *engine.domains])}:")
-        for token, step in engine.generate_ids(engine.encode(prompt), max_new_tokens, sampling, trace=True):
+        for token, step in engine.generate_ids_with_trace(engine.encode(prompt), max_new_tokens, sampling):
             blocks = "  ".join("/".join(f"{w:.2f}" for w in row) for row in step.gates[0])
             click.echo(f"  {engine.tokenizer.decode([token])!r:20s} {blocks}")
         return
@@ -187,31 +188,17 @@ def run(bundle, domains, prompt, max_new_tokens, temperature, top_k, top_p, seed
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object {tokens, nll, ppl}.")
 def eval_(path, domains, text_file, window, max_tokens, as_json):
     """Perplexity of TEXT_FILE under PATH: a bundle (runtime) or a MoDE model directory (PyTorch)."""
+    from edgemode.opener import open_path
     from edgemode.runtime.perplexity import perplexity
 
     text = _read_text(text_file)
-    if (path / "mode.json").is_file():
-        import torch
-
-        from edgemode.model import load
-
-        mode = load(path)
-        active = mode.check_domains(mode.domains if domains is None else _domains(domains))
-        tokenizer = _model_tokenizer(path)
-        limit, what = mode.config.max_position_embeddings, "the backbone's context"
-
-        def logits(ids):
-            with torch.no_grad():
-                return mode(torch.as_tensor(ids)[None], domains=active)[0].numpy()
-    else:
-        from edgemode.runtime import Engine
-
-        engine = Engine.load(path, _all_domains(path, domains))
-        tokenizer, logits = engine.tokenizer, engine.logits
-        limit, what = engine.max_context, "this bundle's context"
-    if window > limit:  # never shrink it silently: a bundle and its model must score the same windows
-        raise EdgemodeError(f"--window {window} exceeds {what} ({limit} tokens); pass --window {limit} or less")
-    result = perplexity(logits, tokenizer.encode(text).ids[:max_tokens], window)
+    source = open_path(path)
+    active = source.domain_set(_domains(domains))
+    if window > source.context:  # never shrink it silently: a bundle and its model must score the same windows
+        raise EdgemodeError(f"--window {window} exceeds {source.context_name} ({source.context} tokens); "
+                            f"pass --window {source.context} or less")
+    source.use(active)
+    result = perplexity(source.logits, source.tokenizer.encode(text).ids[:max_tokens], window)
     if as_json:
         click.echo(json.dumps(result))
     else:
@@ -262,22 +249,22 @@ def inspect(bundle, as_json, verify):
 
     manifest = bundle_manifest.read(bundle)
     if verify:
-        bundle_manifest.verify(bundle, manifest, list(manifest["files"]), full=True)
+        bundle_manifest.verify(bundle, manifest, list(manifest.files), full=True)
     if as_json:
-        click.echo(json.dumps(manifest, indent=2))
+        click.echo(json.dumps(manifest.to_json(), indent=2))
         return
-    backbone, files = manifest["backbone"], manifest["files"]
-    click.echo(f"bundle      {bundle} (schema {manifest['schema']})")
-    click.echo(f"backbone    {backbone['model_type']}, {backbone['num_layers']} layers, hidden {backbone['hidden_size']}, "
-               f"fingerprint {backbone['fingerprint'][:19]}...")
-    click.echo(f"blocks      {[len(b) for b in manifest['layout']['blocks']]} layers, "
-               f"{len(manifest['layout']['expert_sources'][0])} expert layers per block")
-    click.echo(f"quant       {manifest['quantization']}")
-    click.echo(f"context     {manifest['max_context']} tokens")
-    click.echo(f"domains     {', '.join(manifest['domains']) or '(none)'}")
+    backbone, files = manifest.backbone, manifest.files
+    click.echo(f"bundle      {bundle} (schema {bundle_manifest.SCHEMA_VERSION})")
+    click.echo(f"backbone    {backbone.model_type}, {backbone.num_layers} layers, hidden {backbone.hidden_size}, "
+               f"fingerprint {backbone.fingerprint[:19]}...")
+    click.echo(f"blocks      {[len(b) for b in manifest.layout.blocks]} layers, "
+               f"{manifest.layout.expert_layers} expert layers per block")
+    click.echo(f"quant       {dict(manifest.quantization)}")
+    click.echo(f"context     {manifest.max_context} tokens")
+    click.echo(f"domains     {', '.join(manifest.domains) or '(none)'}")
     for name, entry in files.items():
-        click.echo(f"  {entry['bytes'] / 1e6:10.2f} MB  {name}")
-    click.echo(f"  {sum(e['bytes'] for e in files.values()) / 1e6:10.2f} MB  total")
+        click.echo(f"  {entry.bytes / 1e6:10.2f} MB  {name}")
+    click.echo(f"  {sum(e.bytes for e in files.values()) / 1e6:10.2f} MB  total")
     if verify:
         click.echo("verified    every file's size and sha256 match the manifest")
 
@@ -321,7 +308,7 @@ def bench(bundle, domains, prompt_tokens, new_tokens, threads, repeat, prefill_c
 
     if prompt_tokens < 1 or new_tokens < 2 or repeat < 1:
         raise EdgemodeError("--prompt-tokens and --repeat must be >= 1 and --new-tokens >= 2")
-    result = run_bench(bundle, _all_domains(bundle, domains), prompt_tokens, new_tokens, threads, repeat, prefill_chunk)
+    result = run_bench(bundle, _domains(domains), prompt_tokens, new_tokens, threads, repeat, prefill_chunk)
     if as_json:
         click.echo(json.dumps(result))
         return
@@ -374,34 +361,28 @@ def devices(as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def plan(path, device, domains, shape, blocks, expert_layers, quant, context, as_json):
     """Plan the memory of PATH (a MoDE model directory or bundle) or --shape on --device."""
-    from dataclasses import replace
-
     from edgemode.devices import cpu, planner, profiles
 
     profile = profiles.load(device)
     quantization = dict(profile["quantization"])
     if (path is None) == (shape is None):
         raise EdgemodeError("give either PATH (model directory or bundle) or --shape")
-    longest = profile["max_context"]  # a bundle serves at most its own context, as Engine.load plans it
+    longest = profile["max_context"]
     if shape:
-        model_shape = replace(planner.SHAPES[shape], blocks=blocks, expert_layers=expert_layers)
-    elif (path / "mode.json").is_file():
-        from edgemode.model.backbones import resolve
-        from edgemode.model.store import read_manifest
+        from edgemode.layout import Layout
 
-        layout = read_manifest(path)["layout"]
-        config = planner.read_config(resolve(read_manifest(path)["backbone"]["source"]))
-        model_shape = planner.Shape.from_config(config, len(layout["blocks"]), len(layout["expert_sources"][0]))
+        model_shape = planner.SHAPES[shape]
+        layout = Layout.split(model_shape.num_layers, blocks, expert_layers)
     else:
-        from edgemode.bundle import manifest as bundle_manifest
+        from edgemode.opener import open_path
 
-        manifest = bundle_manifest.read(path)
-        model_shape = planner.shape_of_bundle(manifest)
-        quantization = manifest["quantization"]
-        longest = min(longest, manifest["max_context"])
+        source = open_path(path)
+        model_shape, layout = source.shape, source.layout
+        quantization = source.quantization or quantization  # a model directory is quantized when exported
+        longest = min(longest, source.context)  # as Engine.load (a bundle) and export --device (a model) plan it
     if quant:
         quantization = {"weights": "fp32"} if quant == "fp32" else {"weights": "int4", "block_size": 32}
-    result = planner.plan(model_shape, len(_domains(domains)), quantization, longest if context is None else context,
+    result = planner.plan(model_shape, layout, len(_domains(domains)), quantization, longest if context is None else context,
                           profile["budget_bytes"])
     result["device"] = profile["profile"]
     result["int4_compute"] = cpu.int4_compute(profile["arch"], profile["cpu_features"])
@@ -413,7 +394,7 @@ def plan(path, device, domains, shape, blocks, expert_layers, quant, context, as
         return
     mib = lambda n: f"{n / 2**20:9.1f} MiB"  # noqa: E731
     click.echo(f"device   {profile['name']} ({profile['profile']}), budget {mib(profile['budget_bytes']).strip()}")
-    click.echo(f"model    {model_shape.layers} layers x {model_shape.hidden}, {result['domains']} domain(s), "
+    click.echo(f"model    {model_shape.num_layers} layers x {model_shape.hidden_size}, {result['domains']} domain(s), "
                f"{quantization['weights']}, context {result['context']}")
     for name, size in result["components"].items():
         click.echo(f"  weights  {name:10s} {mib(size)}")
@@ -526,26 +507,11 @@ def compose(model_dir, domains, unfreeze_experts, high_first, corpora, steps, ma
                 dict(item.split("=", 1) for item in corpora), threads)
 
 
-def _all_domains(bundle: Path, text: str | None) -> list[str]:
-    domains = _domains(text)
-    if domains is None:
-        from edgemode.bundle import manifest as bundle_manifest
-
-        domains = bundle_manifest.read(bundle)["domains"]
-    return domains
-
-
 def _read_text(path: Path) -> str:
     try:
         return path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
         raise EdgemodeError(f"{path} is not UTF-8 text: {e}") from None
-
-
-def _model_tokenizer(model_dir: Path):
-    from tokenizers import Tokenizer
-
-    return Tokenizer.from_file(str(model_dir / "tokenizer.json"))
 
 
 def main():

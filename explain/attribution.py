@@ -20,65 +20,14 @@ from typing import Callable
 import numpy as np
 
 from edgemode import EdgemodeError
-from edgemode.bundle import names
-from edgemode.domains import check_domains
 from edgemode.explain import evidence, games
+from edgemode.opener import open_path
 from edgemode.runtime.perplexity import token_log_likelihoods
 
 
 def label(members) -> str:
     """A coalition as JSON keys write it: its domains joined by commas in bundle order, "" for none."""
     return ",".join(members)
-
-
-class _Bundle:
-    """Coalitions scored by the runtime, one set_domains per coalition."""
-
-    def __init__(self, path: Path):
-        from edgemode.runtime import Engine
-
-        self.path, self.engine = path, Engine.load(path, [])
-        self.domains, self.tokenizer = self.engine.manifest["domains"], self.engine.tokenizer
-        self.context = self.engine.max_context
-
-    def logits_fn(self, active: list[str], trace: bool):
-        """A logits function for perplexity's windows; with `trace`, each window's Trace is kept in
-        self.traces."""
-        self.engine.set_domains(active)
-        self.traces = []
-        if not trace:
-            return self.engine.logits
-
-        def traced(ids):
-            logits, window_trace = self.engine.logits(ids, trace=True)
-            self.traces.append(window_trace)
-            return logits
-        return traced
-
-    def hidden(self, ids: np.ndarray, active: list[str]) -> np.ndarray:
-        """The final hidden state at the last of `ids`, with `active` on."""
-        self.engine.set_domains(active)
-        return self.engine.logits(ids, trace=True)[1].hidden[-1]
-
-
-class _ModelDir:
-    """Coalitions scored by the PyTorch model (model/mode.py)."""
-
-    def __init__(self, path: Path):
-        import torch
-        from tokenizers import Tokenizer
-
-        from edgemode.model import load
-
-        self.torch, self.path, self.mode = torch, path, load(path)
-        self.domains, self.tokenizer = self.mode.domains, Tokenizer.from_file(str(path / "tokenizer.json"))
-        self.context = self.mode.config.max_position_embeddings
-
-    def logits_fn(self, active: list[str], trace: bool):
-        def logits(ids):
-            with self.torch.no_grad():
-                return self.mode(self.torch.as_tensor(ids)[None], domains=active)[0].numpy()
-        return logits
 
 
 def pieces(text: str, encoding) -> list[str]:
@@ -98,30 +47,30 @@ def explain(path: str | Path, domains: list[str] | None, text: str, order: int |
     of `domains` (default: all) as players. `order`: of the Faith-Shap interactions (default 2, or 1
     for one player). `token`: the position whose evidence to gather (default: the token the experts
     helped most)."""
-    path = Path(path)
     if not text.strip():
         raise EdgemodeError("the text is empty")
-    scorer = _ModelDir(path) if (path / "mode.json").is_file() else _Bundle(path)
-    requested = scorer.domains if domains is None else domains
-    players = names.canonical(scorer.domains, check_domains(scorer.domains, requested, str(path)))
+    source = open_path(path)
+    players = source.domain_set(domains)
     order = min(2, len(players)) if order is None else order
     games.check_order(len(players), order)
-    if window > scorer.context:
-        raise EdgemodeError(f"the window of {window} tokens exceeds {path}'s context ({scorer.context} tokens); "
-                            f"pass a window of {scorer.context} or less")
-    encoding = scorer.tokenizer.encode(text)
+    if window > source.context:
+        raise EdgemodeError(f"the window of {window} tokens exceeds {path}'s context ({source.context} tokens); "
+                            f"pass a window of {source.context} or less")
+    source.use(players)
+    encoding = source.tokenizer.encode(text)
     ids, text_pieces = np.asarray(encoding.ids, np.int64), pieces(text, encoding)
     n, full = len(players), (1 << len(players)) - 1
     members = [[players[i] for i in games.players(mask)] for mask in range(1 << n)]
 
-    scores, gates = [], None
+    scores, traces = [], []
     for mask, active in enumerate(members):
         progress(f"explain: scoring {{{label(active)}}} ({mask + 1}/{1 << n})")
-        traced = mask == full and isinstance(scorer, _Bundle)
-        token_scores, positions = token_log_likelihoods(scorer.logits_fn(active, traced), ids, window)
+        source.use(active)
+        token_scores, positions = token_log_likelihoods(
+            _keeping_traces(source, traces) if mask == full and source.can_trace else source.logits, ids, window)
         scores.append(token_scores)
-        if traced:  # each scored token's gates: those of the position before it, which predicted it
-            gates = np.concatenate([t.gates[:-1] for t in scorer.traces])
+    # each scored token's gates: those of the position before it, which predicted it
+    gates = np.concatenate([t.gates[:-1] for t in traces]) if traces else None
     per_token = np.array(scores)  # (2^n, tokens)
     values = per_token.mean(axis=1)
     phi_tokens = games.shapley(per_token)  # (n, tokens); the text's Shapley values are their mean
@@ -154,19 +103,25 @@ def explain(path: str | Path, domains: list[str] | None, text: str, order: int |
         "text_pieces": text_pieces,  # every token's piece of the text, scored or not
         "evidence": None,
     }
-    index = evidence.load_index(path) if isinstance(scorer, _Bundle) else None
-    if index is not None:  # the prediction of the token: from the position before it, in its window
+    source.use(players)
+    if source.has_evidence:  # the prediction of the token: from the position before it, in its window
         progress(f"explain: evidence for token {token}")
-        hidden = scorer.hidden(ids[(token - 1) // window * window : token], players)
-        result["evidence"] = evidence.top_passages(index, hidden, int(ids[token]), players)
-    if isinstance(scorer, _ModelDir):  # rows: the scored tokens, window by window
-        from edgemode.explain.concepts import gradients  # needs torch, as model directories do
-
+        _, trace = source.logits_with_trace(ids[(token - 1) // window * window : token])
+        result["evidence"] = evidence.top_passages(source.evidence(), trace.hidden[-1], int(ids[token]), players)
+    if source.can_concept_gradients:  # rows: the scored tokens, window by window
         progress("explain: concept gradients")
         windows = [ids[i : i + window] for i in range(0, len(ids) - 1, window)]
-        result["per_token"]["concept_gradients"] = np.concatenate(
-            [gradients(scorer.mode, w, players) for w in windows]).tolist()
+        result["per_token"]["concept_gradients"] = np.concatenate([source.concept_gradients(w) for w in windows]).tolist()
     return result
+
+
+def _keeping_traces(source, traces: list) -> Callable[[np.ndarray], np.ndarray]:
+    """`source.logits`, appending each call's Trace to `traces`."""
+    def logits(ids):
+        values, trace = source.logits_with_trace(ids)
+        traces.append(trace)
+        return values
+    return logits
 
 
 def summary(result: dict) -> list[str]:

@@ -82,7 +82,7 @@ def load_index(bundle: str | Path) -> Index | None:
     The file is checked against the manifest's size and sha256 first."""
     bundle = Path(bundle)
     manifest = bundle_manifest.read(bundle)
-    name = manifest.get("evidence")
+    name = manifest.evidence
     if name is None:
         return None
     bundle_manifest.verify(bundle, manifest, [name], full=True)
@@ -95,7 +95,7 @@ def load_index(bundle: str | Path) -> Index | None:
     return _checked(name, arrays, meta, manifest)
 
 
-def _checked(name: str, arrays: dict, meta, manifest: dict) -> Index:
+def _checked(name: str, arrays: dict, meta, manifest: bundle_manifest.Manifest) -> Index:
     """`arrays` and `meta` as an Index, or a one-line BundleError saying what is wrong."""
 
     def require(condition, what: str) -> None:
@@ -105,7 +105,7 @@ def _checked(name: str, arrays: dict, meta, manifest: dict) -> Index:
     require(isinstance(meta, dict) and meta.get("format") == FORMAT, f"format is not {FORMAT!r}")
     require(meta.get("version") == VERSION, f"version {meta.get('version')!r}, this edgemode reads {VERSION}")
     passages = meta.get("passages")
-    require(isinstance(passages, list) and all(isinstance(p, dict) and p.get("domain") in manifest["domains"]
+    require(isinstance(passages, list) and all(isinstance(p, dict) and p.get("domain") in manifest.domains
                                                and isinstance(p.get("text"), str) for p in passages),
             "passages must be {domain, text} of the bundle's domains")
     require(sorted(arrays) == sorted(ARRAYS), f"arrays must be {', '.join(ARRAYS)}")
@@ -113,7 +113,7 @@ def _checked(name: str, arrays: dict, meta, manifest: dict) -> Index:
         require(arrays[key].dtype == dtype and arrays[key].ndim == ndim, f"{key} must be {np.dtype(dtype).name} with {ndim} dimension(s)")
     rows = len(arrays["passage"])
     require(all(len(a) == rows for a in arrays.values()), "arrays of different lengths")
-    require(arrays["hidden"].shape[1] == manifest["backbone"]["hidden_size"], "hidden vectors are not the backbone's hidden size")
+    require(arrays["hidden"].shape[1] == manifest.backbone.hidden_size, "hidden vectors are not the backbone's hidden size")
     require(arrays["top_ids"].shape == arrays["top_probs"].shape, "top_ids and top_probs differ in shape")
     require(rows == 0 or (arrays["passage"].min() >= 0 and arrays["passage"].max() < len(passages)), "passage out of range")
     require(isinstance(meta.get("passage_tokens"), int), "passage_tokens")

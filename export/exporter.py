@@ -18,21 +18,16 @@ import numpy as np
 import onnx
 import torch
 from onnx import external_data_helper
-from tokenizers import Tokenizer
 
-from edgemode import EdgemodeError, os_error_text
+from edgemode import EdgemodeError
 from edgemode.bundle import manifest as bundle_manifest
 from edgemode.bundle import directory, names
 from edgemode.devices import planner, profiles
-from edgemode.explain import evidence as evidence_file
-from edgemode.export.graphs import attention_shape, decoder_graph, embedding_graph, gate_graph, head_graph, rotary_cache
+from edgemode.export.graphs import decoder_graph, embedding_graph, gate_graph, head_graph, rotary_cache
 from edgemode.model import store
 from edgemode.quantize import Int4Config, quantize_int4
-from edgemode.train import data
 
 DEFAULT_CONTEXT = 2048
-PASSAGE_TOKENS = 64  # an evidence passage: a window of this many tokens of one training document
-EVIDENCE_BATCH = 8  # passages per forward pass while indexing (bounds the logits' memory)
 
 
 # How close the bundle's logits must be to PyTorch's on the export's sample input.
@@ -93,27 +88,27 @@ def parity(engine, mode, domains: list[str], ids: np.ndarray) -> dict:
 
 def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = None, quant: str | None = None,
            max_context: int | None = None, int4: Int4Config = Int4Config(), check: bool = True,
-           device: str | None = None, evidence: int | None = None, evidence_texts: dict[str, str] | None = None) -> dict:
+           device: str | None = None, evidence=None) -> bundle_manifest.Manifest:
     """Export `domains` (default: all of the model's) and return the manifest written.
 
     With a `device`, its profile supplies the default quantization and context, and a
     configuration whose planned memory exceeds the device's budget is refused before anything is
-    written. With `evidence` = N, the bundle also holds an evidence index of up to N passages per
-    domain from each domain's training text: `evidence_texts[domain]` when given (documents
-    separated by blank lines as in the corpora's train.txt), else its corpus's training split.
+    written. With `evidence` (an edgemode.explain.evidence_index.EvidenceIndex), the bundle also
+    holds an evidence index of training passages; it is checked before any graph is built.
     """
     profile = profiles.load(device) if device else None
     quant = quant or (profile["quantization"]["weights"] if profile else "fp32")
     if quant not in TOLERANCES:
         raise EdgemodeError(f"--quant must be one of {', '.join(TOLERANCES)}, got {quant!r}")
     out = Path(os.path.realpath(out))  # through a symlink, replace what it points to and keep the link
-    model_manifest = store.read_manifest(model_dir)
-    directory.check_target(out, bundle_manifest.MANIFEST, "a bundle")
+    store.read_manifest(model_dir)  # not a model directory: say so before the slow load
+    directory.check_target(out, bundle_manifest.MANIFEST, "a bundle")  # before the slow load; staged() checks again
     started = time.time()
     log(f"loading {model_dir}")
     mode = store.load(model_dir)
-    domains = mode.check_domains(mode.domains if domains is None else domains)
+    domains = mode.check_domains(domains)
     backbone, layout, config = mode.backbone, mode.layout, mode.config
+    shape = bundle_manifest.Backbone.from_config(config.to_dict(), fingerprint=mode.fingerprint, model_type=config.model_type)
     default_context = profile["max_context"] if profile else DEFAULT_CONTEXT
     max_context = min(config.max_position_embeddings, default_context) if max_context is None else max_context
     if isinstance(max_context, bool) or not isinstance(max_context, int):
@@ -121,19 +116,18 @@ def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = N
     if not 2 <= max_context <= config.max_position_embeddings:
         raise EdgemodeError(f"--context must be between 2 and the backbone's {config.max_position_embeddings}, got {max_context}")
     if profile:
-        shape = planner.Shape.from_config(config.to_dict(), len(layout.blocks), layout.expert_layers)
         quantization = int4.to_json() if quant == "int4" else {"weights": "fp32"}
-        needed = planner.plan(shape, len(domains), quantization, max_context, profile["budget_bytes"])
+        needed = planner.plan(shape, layout, len(domains), quantization, max_context, profile["budget_bytes"])
         if not needed["fits"]:
             raise EdgemodeError(
                 f"{quant} with {len(domains)} domain(s) at {max_context} tokens needs {needed['total_bytes'] / 2**20:.0f} MiB, "
                 f"over the {profile['profile']} budget of {profile['budget_bytes'] / 2**20:.0f} MiB; nothing was written. "
                 f"Try {'; or '.join(needed['suggestions'])}"
             )
-    shape = attention_shape(config, max_context)
-    rotary = rotary_cache(backbone, shape)
-    rows = names.gate_columns(mode.domains, domains)
-    texts = _evidence_texts(domains, evidence, evidence_texts or {}) if evidence is not None else None
+    rotary = rotary_cache(backbone, shape, max_context)
+    rows = domains.columns
+    if evidence is not None:
+        evidence.prepare(domains)
 
     components = [(names.EMBEDDING_FILE, lambda n: embedding_graph(backbone)), (names.HEAD_FILE, lambda n: head_graph(backbone))]
     for b, block in enumerate(layout.blocks):
@@ -144,8 +138,7 @@ def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = N
         for b, sources in enumerate(layout.expert_sources):
             components.append((names.expert_file(d, b), lambda n, d=d, b=b, s=sources: decoder_graph(n, backbone, mode.experts[d][b], s, shape, rotary)))
 
-    tmp = directory.temporary_beside(out, "a bundle")
-    try:
+    with directory.staged(out, bundle_manifest.MANIFEST, "a bundle") as tmp:
         for i, (file, build) in enumerate(components, 1):
             graph = build(names.component(file))
             if quant == "int4" and not file.startswith("gates"):  # gates are a few KB: keep them exact
@@ -156,123 +149,43 @@ def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = N
             _save_graph(tmp, file, graph)
             size = sum(f.stat().st_size for f in tmp.glob(f"{file}*"))
             log(f"[{i}/{len(components)}] {names.component(file)} ({quant}) {size / 1e6:.1f} MB")
-        if texts:
-            evidence_file.write(tmp / names.EVIDENCE_FILE, _evidence_index(mode, Path(model_dir) / "tokenizer.json", texts, evidence))
+        if evidence is not None:
+            evidence.write(tmp / names.EVIDENCE_FILE, mode, Path(model_dir) / "tokenizer.json")
             log(f"evidence index {names.EVIDENCE_FILE}: {(tmp / names.EVIDENCE_FILE).stat().st_size / 1e6:.1f} MB")
         shutil.copyfile(Path(model_dir) / "tokenizer.json", tmp / "tokenizer.json")
-        manifest = _manifest(tmp, mode, model_manifest, domains, quant, int4, max_context, shape)
+        manifest = _manifest(tmp, mode, shape, domains, quant, int4, max_context)
         bundle_manifest.write(tmp, manifest)
         if check:
             _check(tmp, mode, domains, quant, max_context)
-        directory.publish(tmp, out)
-    except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, OSError):  # a full disk, a permission or quota error
-            kept = f"; the previous bundle at {out} is unchanged" if (out / bundle_manifest.MANIFEST).is_file() else ""
-            raise EdgemodeError(f"writing the bundle failed: {os_error_text(e)}; nothing was written{kept}") from e
-        raise
     log(f"wrote {out} in {time.time() - started:.1f} s")
     return manifest
 
 
-def _manifest(tmp: Path, mode, model_manifest: dict, domains, quant, int4, max_context, shape) -> dict:
-    config = mode.config
+def _manifest(tmp: Path, mode, shape: bundle_manifest.Backbone, domains, quant, int4, max_context) -> bundle_manifest.Manifest:
     blocks = range(len(mode.layout.blocks))
-    eos = getattr(getattr(mode.backbone, "generation_config", None), "eos_token_id", None) or config.eos_token_id
-    return {
-        "format": bundle_manifest.FORMAT,
-        "schema": bundle_manifest.SCHEMA_VERSION,
-        "backbone": {
-            "fingerprint": model_manifest["backbone"]["fingerprint"],
-            "model_type": config.model_type,
-            "hidden_size": config.hidden_size,
-            "num_layers": config.num_hidden_layers,
-            "num_heads": shape.num_heads,
-            "kv_heads": shape.kv_heads,
-            "head_dim": shape.head_dim,
-            "kv_head_dim": shape.padded_head_dim,
-            "vocab_size": config.vocab_size,
-            "intermediate_size": config.intermediate_size,
-            "tied_embeddings": bool(config.tie_word_embeddings),
-        },
-        "layout": mode.layout.to_json(),
-        "max_context": max_context,
-        "quantization": int4.to_json() if quant == "int4" else {"weights": "fp32"},
-        "domains": domains,
-        "graphs": {
-            "embedding": names.EMBEDDING_FILE,
-            "head": names.HEAD_FILE,
-            "backbone": [names.backbone_file(b) for b in blocks],
-            "gates": [names.gates_file(b) for b in blocks],
-            "experts": {d: [names.expert_file(d, b) for b in blocks] for d in domains},
-        },
-        "embedding_table": _embedding_table(tmp / names.EMBEDDING_FILE),
-        "tokenizer": "tokenizer.json",
-        "eos_token_ids": sorted({eos} if isinstance(eos, int) else set(eos or [])),
-        **({"evidence": names.EVIDENCE_FILE} if (tmp / names.EVIDENCE_FILE).is_file() else {}),
-        "files": bundle_manifest.describe_files(tmp, [p.name for p in tmp.iterdir()]),
-    }
+    eos = getattr(getattr(mode.backbone, "generation_config", None), "eos_token_id", None) or mode.config.eos_token_id
+    return bundle_manifest.Manifest(
+        backbone=shape,
+        layout=mode.layout,
+        max_context=max_context,
+        quantization=int4.to_json() if quant == "int4" else {"weights": "fp32"},
+        domains=tuple(domains),
+        graphs=bundle_manifest.Graphs(
+            embedding=names.EMBEDDING_FILE,
+            head=names.HEAD_FILE,
+            backbone=tuple(names.backbone_file(b) for b in blocks),
+            gates=tuple(names.gates_file(b) for b in blocks),
+            experts={d: tuple(names.expert_file(d, b) for b in blocks) for d in domains},
+        ),
+        embedding_table=_embedding_table(tmp / names.EMBEDDING_FILE),
+        tokenizer="tokenizer.json",
+        eos_token_ids=tuple(sorted({eos} if isinstance(eos, int) else set(eos or []))),
+        evidence=names.EVIDENCE_FILE if (tmp / names.EVIDENCE_FILE).is_file() else None,
+        files=bundle_manifest.describe_files(tmp, [p.name for p in tmp.iterdir()]),
+    )
 
 
-def _evidence_texts(domains: list[str], passages, given: dict[str, str]) -> dict[str, str]:
-    """The training text of each domain to index, checked before any graph is built."""
-    if isinstance(passages, bool) or not isinstance(passages, int) or passages < 1:
-        raise EdgemodeError(f"--evidence must be a positive number of passages per domain, got {passages!r}")
-    if not domains:
-        raise EdgemodeError("--evidence indexes the exported domains' training text; no domain is exported")
-    for domain in domains:
-        if domain not in given and domain not in data.DOCUMENTS:
-            raise EdgemodeError(f"--evidence: no training corpus for domain {domain!r} (corpora: {', '.join(data.DOCUMENTS)})")
-    return {d: given[d] if d in given else data.text(d, "train") for d in domains}
-
-
-def _evidence_index(mode, tokenizer_file: Path, texts: dict[str, str], per_domain: int) -> evidence_file.Index:
-    """Up to `per_domain` passages of each domain's text (evenly spaced over its windows), each run
-    alone through the PyTorch model with only its domain active, as stage 1 trained on it."""
-    tokenizer = Tokenizer.from_file(str(tokenizer_file))
-    head_input = {}
-    hook = mode.backbone.model.norm.register_forward_hook(lambda module, args, out: head_input.update(h=out))
-    passages, arrays = [], []
-    try:
-        for domain, text in texts.items():
-            started = time.time()
-            docs = [doc for doc in text.split(data.SEPARATOR) if doc.strip()]
-            encodings = tokenizer.encode_batch(docs, add_special_tokens=False)
-            windows = [(e, doc, s) for e, doc in zip(encodings, docs) for s in range(0, len(e.ids) - 1, PASSAGE_TOKENS)]
-            if not windows:
-                raise EdgemodeError(f"--evidence: the training text of {domain!r} has no passage of two tokens or more")
-            picks = np.unique(np.linspace(0, len(windows) - 1, min(per_domain, len(windows))).round().astype(int))
-            chosen = []
-            for e, doc, s in (windows[i] for i in picks):
-                end = min(s + PASSAGE_TOKENS, len(e.ids))
-                chosen.append((len(passages), e.ids[s:end]))
-                passages.append({"domain": domain, "text": doc[e.offsets[s][0] : e.offsets[end - 1][1]]})
-            for i in range(0, len(chosen), EVIDENCE_BATCH):
-                batch = chosen[i : i + EVIDENCE_BATCH]
-                # Shorter passages padded on the right: causal attention keeps their positions as they are alone.
-                length = max(len(window) for _, window in batch)
-                ids = torch.as_tensor([window + [0] * (length - len(window)) for _, window in batch])
-                with torch.no_grad():
-                    probs = torch.softmax(mode(ids, domains=[domain])[:, :-1].float(), -1)
-                top = probs.topk(min(evidence_file.TOP, probs.shape[-1]), -1)
-                for row, (passage, window) in enumerate(batch):
-                    n = len(window) - 1  # positions with a next token
-                    targets = ids[row, 1 : n + 1]
-                    arrays.append({
-                        "hidden": head_input["h"][row, :n].numpy(), "target": targets.numpy(),
-                        "target_prob": probs[row, :n].gather(-1, targets[:, None])[:, 0].numpy(),
-                        "top_ids": top.indices[row, :n].numpy(), "top_probs": top.values[row, :n].numpy(),
-                        "passage": np.full(n, passage),
-                    })
-            positions = sum(len(window) - 1 for _, window in chosen)
-            log(f"evidence {domain}: {len(picks)} of {len(windows)} passages, {positions} positions, {time.time() - started:.1f} s")
-    finally:
-        hook.remove()
-    columns = {key: np.concatenate([a[key] for a in arrays]) for key in evidence_file.ARRAYS}
-    return evidence_file.Index(**columns, passages=passages, passage_tokens=PASSAGE_TOKENS)
-
-
-def _embedding_table(graph_path: Path) -> dict:
+def _embedding_table(graph_path: Path) -> bundle_manifest.EmbeddingTable:
     """Where the embedding graph's table sits in its data file, for the runtime's row reads."""
     graph = onnx.load(str(graph_path), load_external_data=False).graph
     (node,) = graph.node  # one Gather or GatherBlockQuantized
@@ -285,7 +198,7 @@ def _embedding_table(graph_path: Path) -> dict:
     for tensor, index in (("weight", 0), ("scales", 2), ("zero_points", 3)):
         if index < len(node.input) and node.input[index]:
             table[tensor] = int(where[node.input[index]].get("offset", 0))
-    return table
+    return bundle_manifest.EmbeddingTable(**table)
 
 
 def _check(tmp: Path, mode, domains: list[str], quant: str, max_context: int) -> None:

@@ -11,13 +11,12 @@ zero-padded per rotary half, which leaves q.k, the attention output and the rota
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from edgemode.bundle.manifest import Shape
 from edgemode.bundle.names import GATE_LOGITS, HIDDEN, HIDDEN_OUT, INPUT_IDS, LOGITS, SEQLENS, TOTAL, component_kv
 from edgemode.model.mode import sliding_window
 
@@ -91,48 +90,32 @@ class Graph:
         return model
 
 
-@dataclass(frozen=True)
-class AttentionShape:
-    num_heads: int
-    kv_heads: int
-    head_dim: int
-    max_context: int
-
-    @property
-    def padded_head_dim(self) -> int:
-        return -(-self.head_dim // 16) * 16
-
-    def pad_heads(self, heads: int, axis: int, array: np.ndarray) -> np.ndarray:
-        """Zero-pad each head along `axis` from head_dim to padded_head_dim, per rotary half."""
-        hd, pd = self.head_dim, self.padded_head_dim
-        if hd == pd or array is None:
-            return array
-        moved = np.moveaxis(array, axis, 0)
-        split = moved.reshape(heads, 2, hd // 2, *moved.shape[1:])
-        padded = np.zeros((heads, 2, pd // 2, *moved.shape[1:]), dtype=array.dtype)
-        padded[:, :, : hd // 2] = split
-        return np.moveaxis(padded.reshape(heads * pd, *moved.shape[1:]), 0, axis)
+def pad_heads(shape: Shape, heads: int, axis: int, array: np.ndarray) -> np.ndarray:
+    """Zero-pad each head along `axis` from head_dim to kv_head_dim, per rotary half."""
+    hd, pd = shape.head_dim, shape.kv_head_dim
+    if hd == pd or array is None:
+        return array
+    moved = np.moveaxis(array, axis, 0)
+    split = moved.reshape(heads, 2, hd // 2, *moved.shape[1:])
+    padded = np.zeros((heads, 2, pd // 2, *moved.shape[1:]), dtype=array.dtype)
+    padded[:, :, : hd // 2] = split
+    return np.moveaxis(padded.reshape(heads * pd, *moved.shape[1:]), 0, axis)
 
 
-def attention_shape(config, max_context: int) -> AttentionShape:
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    return AttentionShape(config.num_attention_heads, config.num_key_value_heads, head_dim, max_context)
-
-
-def rotary_cache(backbone, shape: AttentionShape) -> tuple[np.ndarray, np.ndarray]:
-    """cos/sin caches (max_context, padded_head_dim/2) from the backbone's own rotary embedding."""
-    positions = torch.arange(shape.max_context)[None]
+def rotary_cache(backbone, shape: Shape, max_context: int) -> tuple[np.ndarray, np.ndarray]:
+    """cos/sin caches (max_context, kv_head_dim/2) from the backbone's own rotary embedding."""
+    positions = torch.arange(max_context)[None]
     with torch.no_grad():
         cos, sin = backbone.model.rotary_emb(torch.zeros(1, dtype=torch.float32), positions)
-    half, padded_half = shape.head_dim // 2, shape.padded_head_dim // 2
-    cos_cache = np.ones((shape.max_context, padded_half), np.float32)
-    sin_cache = np.zeros((shape.max_context, padded_half), np.float32)
+    half, padded_half = shape.head_dim // 2, shape.kv_head_dim // 2
+    cos_cache = np.ones((max_context, padded_half), np.float32)
+    sin_cache = np.zeros((max_context, padded_half), np.float32)
     cos_cache[:, :half] = _np(cos[0, :, :half])
     sin_cache[:, :half] = _np(sin[0, :, :half])
     return cos_cache, sin_cache
 
 
-def decoder_graph(name: str, backbone, layers, sources, shape: AttentionShape, rotary) -> onnx.ModelProto:
+def decoder_graph(name: str, backbone, layers, sources, shape: Shape, rotary) -> onnx.ModelProto:
     """A run of decoder layers with their KV caches: hidden -> hidden, past_* -> present_*.
 
     `sources` are the backbone layer indices whose attention window each layer takes.
@@ -140,7 +123,7 @@ def decoder_graph(name: str, backbone, layers, sources, shape: AttentionShape, r
     config = backbone.config
     g = Graph(name)
     hidden = config.hidden_size
-    pd = shape.padded_head_dim
+    pd = shape.kv_head_dim
     x = g.input(HIDDEN, TensorProto.FLOAT, ["batch", "sequence", hidden])
     g.input(SEQLENS, TensorProto.INT32, ["batch"])
     g.input(TOTAL, TensorProto.INT32, [])
@@ -149,10 +132,10 @@ def decoder_graph(name: str, backbone, layers, sources, shape: AttentionShape, r
     eps = float(config.rms_norm_eps)
 
     def pad_out(heads):
-        return lambda w, b: (shape.pad_heads(heads, 1, w), shape.pad_heads(heads, 0, b))
+        return lambda w, b: (pad_heads(shape, heads, 1, w), pad_heads(shape, heads, 0, b))
 
     def pad_in(w, b):
-        return shape.pad_heads(shape.num_heads, 0, w), b
+        return pad_heads(shape, shape.num_heads, 0, w), b
 
     pending = None  # the MLP output of the previous layer, still to be added to the residual x
     for i, (layer, src) in enumerate(zip(layers, sources)):

@@ -12,59 +12,15 @@ hundredfold between blocks, and a gate should see their direction. Layers are th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, asdict
-
 import torch
 from torch import nn
 
 from edgemode import EdgemodeError
-from edgemode.bundle.names import gate_columns
-from edgemode.domains import check_domains
+from edgemode.domains import DomainSet
+from edgemode.layout import Layout
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
 INITIAL_EXPERT_LOGIT = 0.0  # an expert alone starts with half of its block's gate
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Which backbone layers form each block, and which backbone layer each expert layer mirrors.
-
-    An expert layer takes its attention window (and, with --init copy, its weights) from the
-    backbone layer it mirrors.
-    """
-
-    blocks: tuple[tuple[int, ...], ...]
-    expert_sources: tuple[tuple[int, ...], ...]
-
-    @classmethod
-    def split(cls, num_layers: int, num_blocks: int, expert_layers: int) -> "Layout":
-        if not 1 <= num_blocks <= num_layers:
-            raise EdgemodeError(f"--blocks must be between 1 and the backbone's {num_layers} layers, got {num_blocks}")
-        if expert_layers < 1:
-            raise EdgemodeError(f"--expert-layers must be at least 1, got {expert_layers}")
-        # Consecutive blocks; when L is not a multiple of B the first blocks get one layer more.
-        base, extra = divmod(num_layers, num_blocks)
-        blocks, start = [], 0
-        for b in range(num_blocks):
-            size = base + (b < extra)
-            blocks.append(tuple(range(start, start + size)))
-            start += size
-        # Expert layer j of a block mirrors an evenly spaced layer of that block.
-        sources = tuple(
-            tuple(block[j * len(block) // expert_layers] for j in range(expert_layers)) for block in blocks
-        )
-        return cls(tuple(blocks), sources)
-
-    @property
-    def expert_layers(self) -> int:
-        return len(self.expert_sources[0])
-
-    def to_json(self) -> dict:
-        return {k: [list(x) for x in v] for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_json(cls, data: dict) -> "Layout":
-        return cls(tuple(map(tuple, data["blocks"])), tuple(map(tuple, data["expert_sources"])))
 
 
 def check_backbone_config(config) -> None:
@@ -151,14 +107,14 @@ class MoDE(nn.Module):
     def config(self):
         return self.backbone.config
 
-    def check_domains(self, domains) -> list[str]:
-        return check_domains(self.domains, domains, "this model")
+    def check_domains(self, domains) -> DomainSet:
+        return DomainSet(self.domains, domains, "this model")
 
     def forward(self, input_ids: torch.Tensor, domains=None, gate_weights: list | None = None) -> torch.Tensor:
         """Logits (B, S, V) for a whole sequence, with the experts in `domains` active (default: all).
         `gate_weights`, if given, receives each block's (B, S, 1 + active) gate weights."""
-        active = self.domains if domains is None else self.check_domains(domains)
-        columns = gate_columns(self.domains, active)
+        active = self.check_domains(domains)
+        columns = active.columns
         model = self.backbone.model
         x = model.embed_tokens(input_ids)
         positions = torch.arange(input_ids.shape[1], device=x.device)[None]

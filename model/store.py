@@ -21,8 +21,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save as safetensors_bytes
 
-from edgemode import EdgemodeError, read_json
-from edgemode.bundle.manifest import sha256
+from edgemode import EdgemodeError, read_json, sha256
 from edgemode.domains import check_domain_name
 from edgemode.model.backbones import load_backbone
 from edgemode.model.mode import MoDE, Layout, new_expert, output_projections

@@ -45,6 +45,7 @@ def bench(bundle, domains, prompt_tokens: int = 128, new_tokens: int = 64, threa
     started = time.perf_counter()
     engine = Engine.load(bundle, domains, threads=threads)
     load_s = time.perf_counter() - started
+    domains = engine.domains
     vocab = engine.vocab
     prompt = np.random.default_rng(seed).integers(0, vocab, prompt_tokens).tolist()
     engine.eos_token_ids = set()  # measure exactly new_tokens tokens
@@ -60,7 +61,7 @@ def bench(bundle, domains, prompt_tokens: int = 128, new_tokens: int = 64, threa
     peak_rss, graph_bytes = peak_rss_mb(), engine.loaded_graph_bytes
     switch_s = {}  # S = {} -> {d1} -> {d1,d2} -> ...: each switch composes and loads the next set
     engine.set_domains([])
-    bundle_domains = engine.manifest["domains"]
+    bundle_domains = engine.manifest.domains
     for i in range(1, len(bundle_domains) + 1):
         started = time.perf_counter()
         engine.set_domains(bundle_domains[:i])
@@ -74,13 +75,13 @@ def bench(bundle, domains, prompt_tokens: int = 128, new_tokens: int = 64, threa
         "p95_token_ms": float(np.percentile(per_token, 95)),
         "peak_rss_mb": peak_rss,
         "graph_bytes": graph_bytes,
-        "domains": list(domains),
+        "domains": domains,
         "prompt_tokens": prompt_tokens,
         "new_tokens": new_tokens,
         "threads": threads,
         "repeat": repeat,
         "prefill_chunk": prefill_chunk,
-        "quantization": engine.manifest["quantization"],
+        "quantization": dict(engine.manifest.quantization),
         "execution_provider": engine.execution_provider,
         "machine": machine(),
     }

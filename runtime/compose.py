@@ -19,7 +19,8 @@ import sys
 from pathlib import Path
 
 from edgemode.bundle import names
-from edgemode.bundle.manifest import BundleError, resolve
+from edgemode.bundle.manifest import BundleError, Manifest, resolve
+from edgemode.domains import DomainSet
 
 INT64_MAX = 2**63 - 1
 
@@ -63,7 +64,7 @@ def _node(op_type: str, inputs: list[str], outputs: list[str], name: str, **attr
 class _Composed:
     """The composed graph under construction."""
 
-    def __init__(self, bundle: Path, manifest: dict):
+    def __init__(self, bundle: Path, manifest: Manifest):
         self.bundle, self.manifest = bundle, manifest
         self.nodes, self.initializers, self.inputs, self.outputs = [], [], [], []
         self.opsets: dict[str, int] = {}
@@ -108,7 +109,7 @@ class _Composed:
             self.nodes += graph.graph.node
         for tensor in graph.graph.initializer:
             for entry in tensor.external_data:
-                if entry.key == "location" and entry.value not in self.manifest["files"]:
+                if entry.key == "location" and entry.value not in self.manifest.files:
                     raise BundleError(f"{file} points at {entry.value!r}, which is not a file of this bundle")
             tensor.name = prefix + tensor.name
             self.initializers.append(tensor)
@@ -122,21 +123,20 @@ class _Composed:
         return P.ModelProto(ir_version=10, producer_name="edgemode", graph=graph, opset_import=opsets)
 
 
-def compose(bundle: Path, manifest: dict, domains: list[str], with_embedding: bool, trace: bool = False) -> "P.ModelProto":
-    """The decoder of `domains` (a checked subset of the bundle's). `with_embedding` takes input_ids
+def compose(bundle: Path, manifest: Manifest, domains: DomainSet, with_embedding: bool, trace: bool = False) -> "P.ModelProto":
+    """The decoder of `domains` (from manifest.domain_set). `with_embedding` takes input_ids
     (genai's bindings); without it the graph takes inputs_embeds and logits_to_keep (edgemode's
     runtime, which reads embedding rows from disk and wants logits for the last positions only).
     `trace` adds two outputs for the positions whose logits it gives: every block's gate weights
     and the final hidden state (bundle/names.py: GATE_WEIGHTS, FINAL_HIDDEN)."""
-    domains = names.canonical(manifest["domains"], domains)
-    backbone, layout, graphs = manifest["backbone"], manifest["layout"], manifest["graphs"]
-    hidden, vocab = backbone["hidden_size"], backbone["vocab_size"]
-    kv_shape = lambda length: ["batch", backbone["kv_heads"], length, backbone["kv_head_dim"]]  # noqa: E731
+    backbone, layout, graphs = manifest.backbone, manifest.layout, manifest.graphs
+    hidden, vocab = backbone.hidden_size, backbone.vocab_size
+    kv_shape = lambda length: ["batch", backbone.kv_heads, length, backbone.kv_head_dim]  # noqa: E731
     c = _Composed(bundle, manifest)
     mask = names.ATTENTION_MASK
     if with_embedding:
         c.inputs.append(_value_info(names.INPUT_IDS, TensorProto.INT64, ["batch", "sequence_length"]))
-        c.add(graphs["embedding"], {names.INPUT_IDS: names.INPUT_IDS, names.HIDDEN: "x.0"},
+        c.add(graphs.embedding, {names.INPUT_IDS: names.INPUT_IDS, names.HIDDEN: "x.0"},
               {names.INPUT_IDS: None, names.HIDDEN: hidden})
     else:
         c.inputs.append(_value_info(names.INPUTS_EMBEDS, TensorProto.FLOAT, ["batch", "sequence_length", hidden]))
@@ -157,21 +157,21 @@ def compose(bundle: Path, manifest: dict, domains: list[str], with_embedding: bo
             c.inputs += [_value_info(n, TensorProto.FLOAT, kv_shape("past_sequence_length")) for n in composed[:2]]
             c.outputs += [_value_info(n, TensorProto.FLOAT, kv_shape("total_sequence_length")) for n in composed[2:]]
         c.add(file, connect, {names.HIDDEN: hidden, names.SEQLENS: None, names.TOTAL: None,
-                              names.component_kv(layers - 1)[0]: backbone["kv_head_dim"], names.HIDDEN_OUT: hidden})
+                              names.component_kv(layers - 1)[0]: backbone.kv_head_dim, names.HIDDEN_OUT: hidden})
 
-    blocks, first_expert_kv = layout["blocks"], backbone["num_layers"]
+    blocks, first_expert_kv = layout.blocks, backbone.num_layers
     for b, block in enumerate(blocks):
         x_in, y = f"x.{b}", f"x.{b + 1}"
-        add_decoder(graphs["backbone"][b], block[0], len(block), x_in, f"backbone.{b}.out" if domains else y)
+        add_decoder(graphs.backbone[b], block[0], len(block), x_in, f"backbone.{b}.out" if domains else y)
         if not domains:
             continue
-        k = len(layout["expert_sources"][b])
+        k = len(layout.expert_sources[b])
         for i, d in enumerate(domains):  # expert KV after the backbone's, block by block
-            add_decoder(graphs["experts"][d][b], first_expert_kv + (b * len(domains) + i) * k, k, x_in, f"expert.{d}.{b}.out")
-        columns = names.gate_columns(manifest["domains"], domains)
+            add_decoder(graphs.experts[d][b], first_expert_kv + (b * len(domains) + i) * k, k, x_in, f"expert.{d}.{b}.out")
+        columns = domains.columns
         logits = f"gate.{b}.logits"
-        c.add(graphs["gates"][b], {names.HIDDEN: x_in, names.GATE_LOGITS: logits},
-              {names.HIDDEN: hidden, names.GATE_LOGITS: 1 + len(manifest["domains"])})
+        c.add(graphs.gates[b], {names.HIDDEN: x_in, names.GATE_LOGITS: logits},
+              {names.HIDDEN: hidden, names.GATE_LOGITS: 1 + len(manifest.domains)})
         weights = c.op("Softmax", [c.op("Gather", [logits, c.const(columns)], f"gate.{b}.active", axis=-1)],
                        f"gate.{b}.weights", axis=-1)
         parts = [f"gate.{b}.weight.{j}" for j in range(len(columns))]  # the backbone's weight is 1 - the rest's
@@ -202,13 +202,13 @@ def compose(bundle: Path, manifest: dict, domains: list[str], with_embedding: bo
     # prepacks weights in list order, and the head's 8-bit packing needs a temporary buffer of the
     # head's size. Packed first, that buffer comes and goes before the decoder's weights are
     # resident (measured on SmolLM2 int4: peak RSS at load 252 -> 222 MB, 262 -> 234 with experts).
-    head = c.add(graphs["head"], {names.HIDDEN: x, names.LOGITS: names.LOGITS}, {names.HIDDEN: hidden, names.LOGITS: vocab},
+    head = c.add(graphs.head, {names.HIDDEN: x, names.LOGITS: names.LOGITS}, {names.HIDDEN: hidden, names.LOGITS: vocab},
                  first=True)
     c.outputs.insert(0, _value_info(names.LOGITS, TensorProto.FLOAT, shape))
     if trace:
         norm = [n for n in head if n.op_type == "SimplifiedLayerNormalization" and list(n.input[:1]) == [x]]
         if len(norm) != 1:
-            raise BundleError(f"{graphs['head']} does not start with the final norm; this bundle cannot be traced")
+            raise BundleError(f"{graphs.head} does not start with the final norm; this bundle cannot be traced")
         c.op("Identity", [gates], names.GATE_WEIGHTS)
         c.op("Identity", [norm[0].output[0]], names.FINAL_HIDDEN)
         c.outputs += [_value_info(names.GATE_WEIGHTS, TensorProto.FLOAT, [*shape[:2], len(blocks), 1 + len(domains)]),

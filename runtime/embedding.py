@@ -15,27 +15,29 @@ from pathlib import Path
 
 import numpy as np
 
+from edgemode.bundle import manifest as bundle_manifest
+
 
 class EmbeddingTable:
     """`table(ids)` -> (1, len(ids), hidden) float32 rows of the table a manifest's
     `embedding_table` describes."""
 
-    def __init__(self, path: Path, spec: dict, hidden: int):
+    def __init__(self, path: Path, spec: bundle_manifest.EmbeddingTable, hidden: int):
         self.spec, self.hidden = spec, hidden  # spec: validated by bundle.manifest.read
-        self.blocks = -(-hidden // spec["block_size"]) if spec["bits"] != 32 else 0  # the last may be partial
+        self.blocks = -(-hidden // spec.block_size) if spec.bits != 32 else 0  # the last may be partial
         self._file = open(path, "rb", buffering=0)  # closed with the engine
 
     def __call__(self, ids: np.ndarray) -> np.ndarray:
-        bits, hidden, blocks = self.spec["bits"], self.hidden, self.blocks
+        bits, hidden, blocks = self.spec.bits, self.hidden, self.blocks
         q = np.stack([self._read("weight", int(i) * hidden, hidden, bits) for i in ids])
         if bits == 32:
             return q[None]
-        if self.spec["signed"]:  # two's complement
+        if self.spec.signed:  # two's complement
             q = np.where(q >= 2 ** (bits - 1), q - 2**bits, q)
         scales = np.stack([self._read("scales", int(i) * blocks, blocks, 32) for i in ids])
-        if "zero_points" in self.spec:
+        if self.spec.zero_points is not None:
             q -= self._per_element(np.stack([self._read("zero_points", int(i) * blocks, blocks, bits) for i in ids]))
-        elif not self.spec["signed"]:  # GatherBlockQuantized's default zero point
+        elif not self.spec.signed:  # GatherBlockQuantized's default zero point
             q -= 2 ** (bits - 1)
         return (q * self._per_element(scales))[None]
 
@@ -44,12 +46,12 @@ class EmbeddingTable:
 
     def _per_element(self, per_block: np.ndarray) -> np.ndarray:
         """(n, blocks) -> (n, hidden): each block's value repeated over its elements."""
-        return np.repeat(per_block, self.spec["block_size"], axis=1)[:, : self.hidden]
+        return np.repeat(per_block, self.spec.block_size, axis=1)[:, : self.hidden]
 
     def _read(self, tensor: str, first: int, count: int, bits: int) -> np.ndarray:
         """Elements [first, first + count) of a flat tensor of `bits`-wide elements, as float32.
         4-bit elements are packed two to a byte, the first in the low bits (ONNX's uint4)."""
-        offset = self.spec[tensor]
+        offset = getattr(self.spec, tensor)
         if bits == 32:
             return np.frombuffer(os.pread(self._file.fileno(), 4 * count, offset + 4 * first), np.float32)
         if bits == 8:

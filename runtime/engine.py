@@ -7,8 +7,9 @@ parts, top to bottom:
 2. `Engine`: load, set_domains, forward; one session run per step (a prefill chunk or a token);
 3. generation: prompt checks, chunked prefill, the decode loop, streamed text.
 Embedding rows are read from the bundle as needed (runtime/embedding.py), never held in memory.
-Gate traces (`trace=True`) run on a request's own session of the trace variant of the graph, so
-requests without them run exactly the graph they ran before.
+Gate traces (the `*_with_trace` methods) run on a request's own session of the trace variant of the
+graph, so requests without them run exactly the graph they ran before. Every method returns one type
+whatever its arguments.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from edgemode import EdgemodeError, first_line
 from edgemode.bundle import manifest as bundle_manifest
 from edgemode.bundle import names
 from edgemode.devices import planner, profiles
-from edgemode.domains import check_domains
+from edgemode.domains import DomainSet
 from edgemode.runtime.compose import compose
 from edgemode.runtime.embedding import EmbeddingTable
 from edgemode.runtime.sampling import Sampling, choose
@@ -88,10 +89,10 @@ def execution_providers(profile: dict | None) -> list[str]:
 class Trace:
     """What the model did at each of `tokens` positions: `gates` (tokens, blocks, 1 + len(domains)),
     every block's gate weights over the backbone and the active experts (columns: names.BACKBONE,
-    then `domains` in bundle order), and `hidden` (tokens, hidden_size), the final hidden state
-    (the LM head's input, after the final norm). Both float32."""
+    then `domains`, which are in bundle order), and `hidden` (tokens, hidden_size), the final hidden
+    state (the LM head's input, after the final norm). Both float32."""
 
-    domains: list[str]
+    domains: DomainSet
     gates: np.ndarray
     hidden: np.ndarray
 
@@ -100,7 +101,7 @@ class Decoder:
     """The composed decoder of one active domain set, in one onnxruntime session; `traced`: the
     trace variant, whose runs also return a Trace."""
 
-    def __init__(self, graph: bytes, manifest: dict, domains: list[str], options: ort.SessionOptions,
+    def __init__(self, graph: bytes, manifest: bundle_manifest.Manifest, domains: DomainSet, options: ort.SessionOptions,
                  providers: list[str], traced: bool = False):
         self.domains, self.traced = domains, traced
         try:
@@ -108,15 +109,13 @@ class Decoder:
         except Exception as e:  # onnxruntime raises its own exception types
             raise bundle_manifest.BundleError(
                 f"the bundle's graphs for domains {{{','.join(domains)}}} do not load: {first_line(e)}") from None
-        backbone = manifest["backbone"]
-        self.kv_heads, self.kv_head_dim, self.vocab = backbone["kv_heads"], backbone["kv_head_dim"], backbone["vocab_size"]
-        self.hidden, self.blocks = backbone["hidden_size"], len(manifest["layout"]["blocks"])
-        self.layers = names.running_layers(manifest, domains)
+        self.shape, self.blocks = manifest.backbone, len(manifest.layout.blocks)
+        self.layers = manifest.layout.running_layers(len(domains))
 
     def new_cache(self, capacity: int) -> tuple[ort.IOBinding, list[ort.OrtValue], np.ndarray]:
         """A request's keys and values for every running layer, bound once and in place (past and
         present share a buffer), and its attention mask."""
-        heads, dim = self.kv_heads, self.kv_head_dim
+        heads, dim = self.shape.kv_heads, self.shape.kv_head_dim
         binding = self.session.io_binding()
         values = []  # the binding does not keep their buffers alive
         for layer in range(self.layers):
@@ -134,10 +133,10 @@ class Decoder:
         binding.bind_cpu_input(names.ATTENTION_MASK, mask[:, :total])
         binding.bind_cpu_input(names.LOGITS_TO_KEEP, np.array([keep], np.int64))
         # Written into our own arrays: get_outputs() would also wrap every bound KV output.
-        outputs = {names.LOGITS: np.empty((1, keep, self.vocab), np.float32)}
+        outputs = {names.LOGITS: np.empty((1, keep, self.shape.vocab_size), np.float32)}
         if self.traced:
             outputs[names.GATE_WEIGHTS] = np.empty((1, keep, self.blocks, 1 + len(self.domains)), np.float32)
-            outputs[names.FINAL_HIDDEN] = np.empty((1, keep, self.hidden), np.float32)
+            outputs[names.FINAL_HIDDEN] = np.empty((1, keep, self.shape.hidden_size), np.float32)
         for name, array in outputs.items():
             binding.bind_output(name, "cpu", 0, np.float32, list(array.shape), array.ctypes.data)
         self.session.run_with_iobinding(binding)
@@ -161,28 +160,30 @@ class Engine:
     """A loaded bundle. Use `Engine.load` (or `with Engine.load(...) as engine`); one forward runs at
     a time per engine, and requests interleave between steps."""
 
-    def __init__(self, bundle: Path, manifest: dict, options: ort.SessionOptions, verify: bool, device: dict | None):
+    def __init__(self, bundle: Path, manifest: bundle_manifest.Manifest, options: ort.SessionOptions, verify: bool,
+                 device: dict | None):
         self.bundle, self.manifest, self.options, self.verify, self.device = bundle, manifest, options, verify, device
         self.providers = execution_providers(device)
-        self.max_context = min(int(manifest["max_context"]), device["max_context"] if device else 1 << 62)
+        self.max_context = min(manifest.max_context, device["max_context"] if device else 1 << 62)
         try:
-            self.tokenizer = Tokenizer.from_file(str(bundle_manifest.resolve(bundle, manifest["tokenizer"])))
+            self.tokenizer = Tokenizer.from_file(str(bundle_manifest.resolve(bundle, manifest.tokenizer)))
         except Exception as e:  # tokenizers raises a bare Exception
-            raise bundle_manifest.BundleError(f"{manifest['tokenizer']} is not a readable tokenizer: {e}") from None
-        self.eos_token_ids = set(manifest.get("eos_token_ids", []))
-        self.hidden, self.vocab = manifest["backbone"]["hidden_size"], manifest["backbone"]["vocab_size"]
-        table = manifest["embedding_table"]
-        self.embedding = EmbeddingTable(bundle_manifest.resolve(bundle, table["file"]), table, self.hidden)
+            raise bundle_manifest.BundleError(f"{manifest.tokenizer} is not a readable tokenizer: {e}") from None
+        self.eos_token_ids = set(manifest.eos_token_ids)
+        self.hidden, self.vocab = manifest.backbone.hidden_size, manifest.backbone.vocab_size
+        table = manifest.embedding_table
+        self.embedding = EmbeddingTable(bundle_manifest.resolve(bundle, table.file), table, self.hidden)
         self.decoder: Decoder | None = None
-        self.domains: list[str] = []
+        self.domains = manifest.domain_set([])
         self.closed = False
-        self._verified = {manifest["tokenizer"], table["file"]}  # by Engine.load, before any file was opened
+        self._verified = {manifest.tokenizer, table.file}  # by Engine.load, before any file was opened
         self._lock = threading.RLock()
 
     @classmethod
-    def load(cls, bundle: str | Path, domains=(), threads: int | None = None, verify: bool = False,
+    def load(cls, bundle: str | Path, domains=None, threads: int | None = None, verify: bool = False,
              device: str | None = None) -> "Engine":
-        """Load a bundle with the experts for `domains` active.
+        """Load a bundle with the experts for `domains` active (a list of names; None: all of the
+        bundle's, [] the backbone alone), in the bundle's order whatever order they are given in.
 
         Files are checked against the manifest before any session is made: sizes always, sha256
         too with `verify=True`. With a `device` (profile name or file), the plan for these domains
@@ -193,12 +194,12 @@ class Engine:
             raise EdgemodeError(f"threads must be an integer from 1 to {profiles.MAX_THREADS}, got {threads!r}")
         bundle = Path(bundle)
         manifest = bundle_manifest.read(bundle)
-        domains = _check_domains(manifest, domains)
+        domains = manifest.domain_set(domains)
         profile = profiles.load(device) if device else None
         if profile:
             _check_budget(manifest, profile, domains)
             threads = threads or profile["threads"]
-        bundle_manifest.verify(bundle, manifest, [manifest["tokenizer"], manifest["embedding_table"]["file"]], verify)
+        bundle_manifest.verify(bundle, manifest, [manifest.tokenizer, manifest.embedding_table.file], verify)
         engine = cls(bundle, manifest, session_options(bundle, threads), verify, profile)
         engine.set_domains(domains)
         return engine
@@ -221,17 +222,17 @@ class Engine:
             raise EdgemodeError("this engine is closed")
 
     def set_domains(self, domains) -> None:
-        """Make exactly `domains` active: compose their decoder and swap it in.
+        """Make exactly `domains` active (as `load` takes them): compose their decoder and swap it in.
 
         The previous decoder is released first unless a running request still holds it, so a switch
         needs the memory of one decoder, not two. On any error the engine keeps its previous domains.
         """
         with self._lock:
             self._check_open()
-            domains = _check_domains(self.manifest, domains)
+            domains = self.manifest.domain_set(domains)
             if self.device:
                 _check_budget(self.manifest, self.device, domains)
-            files = bundle_manifest.with_external_data(self.manifest, bundle_manifest.graph_files(self.manifest, domains))
+            files = self.manifest.with_external_data(self.manifest.graph_files(domains))
             bundle_manifest.verify(self.bundle, self.manifest, [f for f in files if f not in self._verified], self.verify)
             self._verified.update(files)
             graph = self._graph(domains)
@@ -259,14 +260,14 @@ class Engine:
         """The provider the session runs on first (the CPU's runs what it cannot)."""
         return self.decoder.session.get_providers()[0]
 
-    def _graph(self, domains: list[str], trace: bool = False) -> bytes:
+    def _graph(self, domains: DomainSet, trace: bool = False) -> bytes:
         return compose(self.bundle, self.manifest, domains, with_embedding=False, trace=trace).SerializeToString()
 
     @property
     def loaded_graph_bytes(self) -> int:
         """Bytes of graph files (with external data) behind the active decoder."""
-        graphs = bundle_manifest.with_external_data(self.manifest, bundle_manifest.graph_files(self.manifest, self.domains))
-        return sum(self.manifest["files"][name]["bytes"] for name in graphs)
+        graphs = self.manifest.with_external_data(self.manifest.graph_files(self.domains))
+        return sum(self.manifest.files[name].bytes for name in graphs)
 
     def new_cache(self, capacity: int, trace: bool = False) -> KVCache:
         """A request of up to `capacity` tokens with the domains active now. With `trace`, the
@@ -285,15 +286,20 @@ class Engine:
                              self.providers, traced=True)
             return KVCache(traced, capacity)
 
-    def forward(self, token_ids, cache: KVCache, last_only: bool = False):
+    def forward(self, token_ids, cache: KVCache, last_only: bool = False) -> np.ndarray:
         """Logits (n, vocab) for the next tokens after `cache`, which grows by n = len(token_ids);
-        with `last_only`, (1, vocab) for the last of them. A traced cache's request (new_cache with
-        trace=True) gets (logits, Trace) of the same positions."""
+        with `last_only`, (1, vocab) for the last of them."""
+        return self._step(self._check_ids(token_ids), cache, last_only)[0]
+
+    def forward_with_trace(self, token_ids, cache: KVCache, last_only: bool = False) -> tuple[np.ndarray, Trace]:
+        """`forward`'s logits and the Trace of the same positions; `cache` from new_cache(..., trace=True)."""
         logits, trace = self._step(self._check_ids(token_ids), cache, last_only)
-        return logits if trace is None else (logits, trace)
+        if trace is None:
+            raise EdgemodeError("forward_with_trace needs a cache made by new_cache(capacity, trace=True)")
+        return logits, trace
 
     def _step(self, token_ids: np.ndarray, cache: KVCache, last_only: bool) -> tuple[np.ndarray, Trace | None]:
-        """`forward` for ids already checked, always as (logits, Trace or None)."""
+        """`forward` for ids already checked: logits, and the Trace if the cache is traced."""
         if not isinstance(cache, KVCache):
             raise EdgemodeError("cache must come from engine.new_cache")
         with self._lock:
@@ -309,17 +315,24 @@ class Engine:
             cache.length += n
             return logits[0], trace
 
-    def logits(self, token_ids, chunk: int = 256, trace: bool = False):
-        """Logits for every position of `token_ids`, prefilled `chunk` tokens at a time; with
-        `trace`, (logits, Trace) with a Trace row for every position."""
+    def logits(self, token_ids, chunk: int = 256) -> np.ndarray:
+        """Logits for every position of `token_ids`, prefilled `chunk` tokens at a time."""
+        return self._logits(token_ids, chunk, trace=False)[0]
+
+    def logits_with_trace(self, token_ids, chunk: int = 256) -> tuple[np.ndarray, Trace]:
+        """`logits` and their Trace, a row for every position."""
+        return self._logits(token_ids, chunk, trace=True)
+
+    def _logits(self, token_ids, chunk: int, trace: bool) -> tuple[np.ndarray, Trace | None]:
         token_ids = self._check_ids(token_ids)
         _check_positive("chunk", chunk)
         cache = self.new_cache(len(token_ids), trace)
         steps = [self._step(token_ids[i : i + chunk], cache, False) for i in range(0, len(token_ids), chunk)]
         logits = np.concatenate([step[0] for step in steps])
         if not trace:
-            return logits
-        return logits, Trace(self.domains, np.concatenate([t.gates for _, t in steps]), np.concatenate([t.hidden for _, t in steps]))
+            return logits, None
+        return logits, Trace(cache.decoder.domains, np.concatenate([t.gates for _, t in steps]),
+                             np.concatenate([t.hidden for _, t in steps]))
 
     def _check_ids(self, token_ids) -> np.ndarray:
         ids = np.asarray(token_ids)
@@ -345,13 +358,22 @@ class Engine:
         return ids
 
     def generate_ids(self, prompt_ids: list[int], max_new_tokens: int = 128, sampling: Sampling = Sampling(),
-                     prefill_chunk: int = planner.PREFILL_CHUNK, trace: bool = False) -> Iterator:
-        """Yield new token ids one at a time, stopping at an EOS token or `max_new_tokens`; with
-        `trace`, (token id, Trace) pairs, the Trace (one row) of the position that predicted it.
+                     prefill_chunk: int = planner.PREFILL_CHUNK) -> Iterator[int]:
+        """Yield new token ids one at a time, stopping at an EOS token or `max_new_tokens`.
 
         Generation also stops when the context is full; the KV cache is sized to the prompt plus
         `max_new_tokens` (within the bundle's context), never to the model's whole context.
         """
+        for token, _ in self._generate(prompt_ids, max_new_tokens, sampling, prefill_chunk, trace=False):
+            yield token
+
+    def generate_ids_with_trace(self, prompt_ids: list[int], max_new_tokens: int = 128, sampling: Sampling = Sampling(),
+                                prefill_chunk: int = planner.PREFILL_CHUNK) -> Iterator[tuple[int, Trace]]:
+        """`generate_ids`' tokens, each with the Trace (one row) of the position that predicted it."""
+        return self._generate(prompt_ids, max_new_tokens, sampling, prefill_chunk, trace=True)
+
+    def _generate(self, prompt_ids, max_new_tokens: int, sampling: Sampling, prefill_chunk: int,
+                  trace: bool) -> Iterator[tuple[int, Trace | None]]:
         _check_positive("max_new_tokens", max_new_tokens)
         _check_positive("prefill_chunk", prefill_chunk)
         if not isinstance(sampling, Sampling):
@@ -370,7 +392,7 @@ class Engine:
             logits, step_trace = self._step(ids[i : i + prefill_chunk], cache, last_only=True)
         while True:
             token = choose(logits[-1], sampling, rng)
-            yield (token, step_trace) if trace else token
+            yield token, step_trace
             if token in self.eos_token_ids or cache.length - len(ids) + 1 >= max_new_tokens or cache.length >= cache.capacity:
                 return
             logits, step_trace = self._step(np.array([token], np.int64), cache, last_only=True)
@@ -394,15 +416,11 @@ def _check_positive(name: str, value) -> None:
         raise EdgemodeError(f"{name} must be an integer >= 1, got {value!r}")
 
 
-def _check_domains(manifest: dict, domains) -> list[str]:
-    return check_domains(manifest["domains"], domains, "this bundle")
-
-
-def _check_budget(manifest: dict, device: dict, domains: list[str], held: list[str] | None = None) -> None:
+def _check_budget(manifest: bundle_manifest.Manifest, device: dict, domains: DomainSet, held: DomainSet | None = None) -> None:
     """Refuse what the plan says would not fit the device; `held`: a set whose session a running
     request keeps through the switch."""
-    context = min(int(manifest["max_context"]), device["max_context"])
-    plan = lambda d: planner.plan(planner.shape_of_bundle(manifest), len(d), manifest["quantization"], context,  # noqa: E731
+    context = min(manifest.max_context, device["max_context"])
+    plan = lambda d: planner.plan(manifest.backbone, manifest.layout, len(d), manifest.quantization, context,  # noqa: E731
                                   device["budget_bytes"])
     needed, budget = plan(domains), device["budget_bytes"]
     if not needed["fits"]:

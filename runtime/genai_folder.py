@@ -20,7 +20,7 @@ from pathlib import Path
 from edgemode import EdgemodeError, os_error_text
 from edgemode.bundle import directory, names
 from edgemode.bundle import manifest as bundle_manifest
-from edgemode.domains import check_domains
+from edgemode.domains import DomainSet
 from edgemode.runtime.compose import compose
 
 CONFIG = "genai_config.json"
@@ -32,61 +32,52 @@ def overlay(domains: list[str]) -> str:
     return json.dumps({"model": {"decoder": {"filename": names.composed_file(domains)}}})
 
 
-def write(bundle: str | Path, out: str | Path, default_domains: list[str] | None = None) -> list[list[str]]:
+def write(bundle: str | Path, out: str | Path, default_domains: list[str] | None = None) -> list[DomainSet]:
     """Write the folder for `bundle` at `out` (replaced atomically if it holds one); return the sets."""
     bundle = Path(bundle)
     manifest = bundle_manifest.read(bundle)
-    domains = manifest["domains"]
-    default = names.canonical(domains, check_domains(domains, domains if default_domains is None else default_domains, "this bundle"))
+    domains = manifest.domains
+    default = manifest.domain_set(default_domains)
     if len(domains) > MAX_DOMAINS:
         raise EdgemodeError(f"the bundle has {len(domains)} domains; a genai folder holds a decoder per subset, "
                             f"so at most {MAX_DOMAINS} domains: export a bundle with fewer")
-    data_files = [f for f in manifest["files"] if f.endswith(".data")]
-    bundle_manifest.verify(bundle, manifest, data_files + [manifest["tokenizer"]], full=False)
+    data_files = [f for f in manifest.files if f.endswith(".data")]
+    bundle_manifest.verify(bundle, manifest, data_files + [manifest.tokenizer], full=False)
     out = Path(os.path.realpath(out))
-    what = "an onnxruntime-genai folder"
-    directory.check_target(out, CONFIG, what)
-    tmp = directory.temporary_beside(out, what)
-    sets = [list(s) for n in range(len(domains) + 1) for s in itertools.combinations(domains, n)]
-    try:
+    sets = [manifest.domain_set(s) for n in range(len(domains) + 1) for s in itertools.combinations(domains, n)]
+    with directory.staged(out, CONFIG, "an onnxruntime-genai folder") as tmp:
         for file in data_files:
             _link(bundle_manifest.resolve(bundle, file), tmp / file)
         for subset in sets:
             (tmp / names.composed_file(subset)).write_bytes(compose(bundle, manifest, subset, with_embedding=True).SerializeToString())
-        tokenizer = json.loads(bundle_manifest.resolve(bundle, manifest["tokenizer"]).read_text())
-        tokenizer, tokenizer_config = _genai_tokenizer(tokenizer, manifest["eos_token_ids"])
+        tokenizer = json.loads(bundle_manifest.resolve(bundle, manifest.tokenizer).read_text())
+        tokenizer, tokenizer_config = _genai_tokenizer(tokenizer, list(manifest.eos_token_ids))
         (tmp / "tokenizer.json").write_text(json.dumps(tokenizer, ensure_ascii=False))
         if tokenizer_config:
             (tmp / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2) + "\n")
         (tmp / CONFIG).write_text(json.dumps(genai_config(manifest, default, tokenizer), indent=2) + "\n")
-        directory.publish(tmp, out)
-    except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, OSError):
-            raise EdgemodeError(f"writing {out} failed: {os_error_text(e)}; nothing was written") from e
-        raise
     return sets
 
 
-def genai_config(manifest: dict, default: list[str], tokenizer: dict) -> dict:
-    backbone, context = manifest["backbone"], manifest["max_context"]
-    eos, bos = manifest["eos_token_ids"], _bos_id(tokenizer)
+def genai_config(manifest: bundle_manifest.Manifest, default: DomainSet, tokenizer: dict) -> dict:
+    backbone, context = manifest.backbone, manifest.max_context
+    eos, bos = list(manifest.eos_token_ids), _bos_id(tokenizer)
     return {
         "model": {
-            "type": backbone["model_type"],
+            "type": backbone.model_type,
             "context_length": context,
-            "vocab_size": backbone["vocab_size"],
+            "vocab_size": backbone.vocab_size,
             "bos_token_id": bos if bos is not None else (eos[0] if eos else 0),
             "eos_token_id": eos if len(eos) != 1 else eos[0],
             "pad_token_id": eos[0] if eos else 0,
             "decoder": {
                 "session_options": {"log_id": "onnxruntime-genai", "provider_options": []},
                 "filename": names.composed_file(default),
-                "head_size": backbone["kv_head_dim"],
-                "hidden_size": backbone["hidden_size"],
-                "num_attention_heads": backbone["num_heads"],
-                "num_key_value_heads": backbone["kv_heads"],
-                "num_hidden_layers": names.running_layers(manifest, default),
+                "head_size": backbone.kv_head_dim,
+                "hidden_size": backbone.hidden_size,
+                "num_attention_heads": backbone.num_heads,
+                "num_key_value_heads": backbone.kv_heads,
+                "num_hidden_layers": manifest.layout.running_layers(len(default)),
                 "inputs": {"input_ids": names.INPUT_IDS, "attention_mask": names.ATTENTION_MASK,
                            "past_key_names": names.PAST_KEY, "past_value_names": names.PAST_VALUE},
                 "outputs": {"logits": names.LOGITS, "present_key_names": names.PRESENT_KEY,

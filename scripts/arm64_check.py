@@ -427,6 +427,8 @@ def make_bundles(work: Path, wrong: bool) -> dict[str, Path]:
 
 def perturb_int4_scales(bundle: Path, factor: float) -> int:
     """Multiply the scales of every MatMulNBits in the backbone graphs, in place; update the manifest."""
+    import dataclasses
+
     import numpy as np
     import onnx
 
@@ -434,7 +436,7 @@ def perturb_int4_scales(bundle: Path, factor: float) -> int:
 
     manifest = bundle_manifest.read(bundle)
     changed, touched = 0, set()
-    for graph_name in manifest["graphs"]["backbone"]:
+    for graph_name in manifest.graphs.backbone:
         model = onnx.load(str(bundle / graph_name), load_external_data=False)
         inits = {t.name: t for t in model.graph.initializer}
         for node in model.graph.node:
@@ -454,8 +456,8 @@ def perturb_int4_scales(bundle: Path, factor: float) -> int:
             touched.add(info["location"])
     if not changed:
         raise CannotRun("--self-test-wrong found no int4 scales to perturb in the backbone graphs")
-    manifest["files"].update(bundle_manifest.describe_files(bundle, sorted(touched)))
-    bundle_manifest.write(bundle, manifest)
+    files = {**manifest.files, **bundle_manifest.describe_files(bundle, sorted(touched))}
+    bundle_manifest.write(bundle, dataclasses.replace(manifest, files=files))
     return changed
 
 

@@ -235,10 +235,10 @@ def int4_bytes(model_dir: Path) -> dict:
     bundle = model_dir.with_name(model_dir.name + "-int4")
     if not (bundle / bundle_manifest.MANIFEST).is_file():
         export(model_dir, bundle, DOMAINS, quant="int4")
-    files = bundle_manifest.read(bundle)["files"]
+    files = bundle_manifest.read(bundle).files
 
     def size(*prefixes):
-        return sum(f["bytes"] for name, f in files.items() if name.startswith(prefixes))
+        return sum(f.bytes for name, f in files.items() if name.startswith(prefixes))
     return {"expert": size(f"expert.{DOMAINS[0]}."), "model": size("embedding.", "backbone.", "head.")}
 
 

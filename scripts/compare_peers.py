@@ -490,7 +490,7 @@ def main():
     names = [n for n in names if n not in failed]
     references = reference_table(args)
     rng = random.Random(args.seed)
-    prompt = [rng.randrange(planner.SHAPES[args.shape].vocab) for _ in range(args.prompt_tokens)]
+    prompt = [rng.randrange(planner.SHAPES[args.shape].vocab_size) for _ in range(args.prompt_tokens)]
     results = {name: [] for name in names}
     texts, scores, score_failed, quality_of = {}, {}, {}, {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -71,9 +71,9 @@ def main():
                 engine.forward(np.array([5]), cache, last_only=True)
             ms[name].append((time.perf_counter() - start) / args.new_tokens * 1e3)
     base, composed = (float(np.median(v)) for v in ms.values())
-    layout = engines["{}"].manifest["layout"]
-    layers = engines["{}"].manifest["backbone"]["num_layers"]
-    expert_layers = len(domains) * len(layout["blocks"]) * len(layout["expert_sources"][0])
+    manifest = engines["{}"].manifest
+    layers = manifest.backbone.num_layers
+    expert_layers = len(domains) * len(manifest.layout.blocks) * manifest.layout.expert_layers
     limit = 1.05 * (layers + expert_layers) / layers
     print(f"ms per token: {{}} {base:.2f}, {list(engines)[1]} {composed:.2f}; ratio {composed / base:.3f} "
           f"(target <= {limit:.3f} = 1.05 x {layers + expert_layers}/{layers})")

@@ -36,8 +36,8 @@ def snapshot(path: Path) -> dict:
 def loads_completely(path: Path) -> bool:
     try:
         manifest = bundle_manifest.read(path)
-        bundle_manifest.verify(path, manifest, list(manifest["files"]), full=True)
-        Engine.load(path, manifest["domains"], verify=True)
+        bundle_manifest.verify(path, manifest, list(manifest.files), full=True)
+        Engine.load(path, None, verify=True)
         return True
     except EdgemodeError:
         return False

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from edgemode.bundle import manifest as bundle_manifest
+from edgemode.bundle.manifest import Shape
 from edgemode.devices import planner
 
 
@@ -35,14 +36,14 @@ def run(args: list[str], capture: bool = False) -> tuple[float, float, str]:
     return time.perf_counter() - started, usage.ru_maxrss / 1024, out
 
 
-def make_backbone(path: Path, shape: planner.Shape) -> None:
+def make_backbone(path: Path, shape: Shape) -> None:
     """A random-weight Llama with the Nano-1 stand-in's shape (see edgemode.devices.planner.SHAPES)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(hidden_size=shape.hidden, num_hidden_layers=shape.layers, num_attention_heads=shape.heads,
-                         num_key_value_heads=shape.kv_heads, head_dim=shape.head_dim,
-                         intermediate_size=shape.intermediate, vocab_size=shape.vocab, tie_word_embeddings=shape.tied,
+    config = LlamaConfig(hidden_size=shape.hidden_size, num_hidden_layers=shape.num_layers, num_attention_heads=shape.num_heads,
+                         num_key_value_heads=shape.kv_heads, head_dim=shape.head_dim, intermediate_size=shape.intermediate_size,
+                         vocab_size=shape.vocab_size, tie_word_embeddings=shape.tied_embeddings,
                          max_position_embeddings=4096)
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(path)
@@ -78,7 +79,7 @@ def main():
         result = json.loads(out)
         rows[f"{{{domains}}}"] = {k: round(result[k], 2) for k in ("load_s", "ttft_ms", "decode_tok_s", "peak_rss_mb")}
     manifest = bundle_manifest.read(bundle)
-    rows["planned_mb"] = {f"{{{d}}}": round(planner.plan(planner.shape_of_bundle(manifest), n, manifest["quantization"],
+    rows["planned_mb"] = {f"{{{d}}}": round(planner.plan(manifest.backbone, manifest.layout, n, manifest.quantization,
                                                           48)["total_bytes"] / 2**20)
                           for d, n in (("", 0), ("a,b", 2))}
     print(json.dumps(rows, indent=2))

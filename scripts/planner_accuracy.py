@@ -49,13 +49,13 @@ def main():
         manifest = bundle_manifest.read(bundle)
         for domains in args.domains:
             names = [d for d in domains.split(",") if d]
-            predicted = planner.plan(planner.shape_of_bundle(manifest), len(names), manifest["quantization"],
+            predicted = planner.plan(manifest.backbone, manifest.layout, len(names), manifest.quantization,
                                      PROMPT + NEW)["total_bytes"] / 2**20
             evict_from_page_cache(bundle)
             measured = [bench_peak_rss_mib(bundle, domains, args.threads) for _ in ("cold", "warm")]
             errors = [predicted / m - 1 for m in measured]
             worst = max(worst, *map(abs, errors))
-            print(f"| {bundle} | {manifest['quantization']['weights']} | {{{domains}}} | {predicted:.0f} | "
+            print(f"| {bundle} | {manifest.quantization['weights']} | {{{domains}}} | {predicted:.0f} | "
                   + " | ".join(f"{m:.0f} | {e * 100:+.1f}%" for m, e in zip(measured, errors)) + " |", flush=True)
     print(f"\nworst |error| {worst * 100:.1f}% (target <= 15%)")
 

@@ -31,12 +31,12 @@ def main():
     args = parser.parse_args()
     engine = Engine.load(args.bundle, [])
     engine.eos_token_ids = set()  # every request runs its full length
-    domains = engine.manifest["domains"]
+    domains = engine.manifest.domains
     subsets = itertools.cycle([[]] + [[d] for d in domains] + ([domains] if len(domains) > 1 else []))
     samples, done, started = [], 0, time.time()
     for request in itertools.count():
         engine.set_domains(next(subsets))
-        prompt = np.random.default_rng(request).integers(0, engine.manifest["backbone"]["vocab_size"], 16).tolist()
+        prompt = np.random.default_rng(request).integers(0, engine.manifest.backbone.vocab_size, 16).tolist()
         done += sum(1 for _ in engine.generate_ids(prompt, args.switch, Sampling(temperature=0.8, seed=request)))
         samples.append(rss_mb())
         if done >= args.tokens:

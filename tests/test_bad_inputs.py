@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import threading
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from edgemode import EdgemodeError, read_json
 from edgemode.bundle import manifest as bundle_manifest
 from edgemode.bundle.manifest import BundleError
 from edgemode.devices import planner
+from edgemode.layout import Layout
 from edgemode.export import export
 from edgemode.quantize import Int4Config
 from edgemode.runtime import Engine
@@ -40,7 +42,7 @@ def test_switching_domains_mid_generation_keeps_that_generation_whole(bundles):
 
 def test_prompt_and_token_id_errors(bundles):
     engine = Engine.load(bundles["fp32"], [])
-    vocab = engine.manifest["backbone"]["vocab_size"]
+    vocab = engine.manifest.backbone.vocab_size
     with pytest.raises(EdgemodeError, match="not valid UTF-8"):
         engine.encode("w1 \udcff")  # what Python makes of undecodable bytes in argv
     for ids in ([-1], [vocab], ["w1"], [1.5]):
@@ -107,16 +109,23 @@ def test_corrupt_tokenizer_of_the_same_size_is_refused(tmp_path, bundles):
 def test_plan_suggestions_never_go_below_two_tokens():
     shape = planner.SHAPES["nano-2"]
     for context in (3, 1000, 10**15):
-        result = planner.plan(shape, 2, {"weights": "fp32"}, context, budget_bytes=100 * 2**20)
+        result = planner.plan(shape, Layout.split(shape.num_layers, 3, 2), 2, {"weights": "fp32"}, context, budget_bytes=100 * 2**20)
         assert result["fits"] is False and result["suggestions"]
 
 
-@pytest.mark.parametrize("change", [dict(blocks=0), dict(expert_layers=-2), dict(blocks=1000), dict(intermediate=-10**9)])
+@pytest.mark.parametrize("change", [dict(intermediate_size=-10**9), dict(head_dim=0), dict(vocab_size=2.5),
+                                    dict(num_layers=True), dict(tied_embeddings="yes")])
 def test_nonsense_shapes_are_refused(change):
     import dataclasses
 
-    with pytest.raises(EdgemodeError):
+    with pytest.raises(EdgemodeError, match="positive integers|tied_embeddings"):
         dataclasses.replace(planner.SHAPES["smollm2-135m"], **change)
+
+
+@pytest.mark.parametrize("blocks, expert_layers", [(0, 2), (1000, 2), (3, -2)])
+def test_nonsense_layouts_are_refused(blocks, expert_layers):
+    with pytest.raises(EdgemodeError, match="--blocks must be between 1 and the backbone's 30 layers|--expert-layers"):
+        Layout.split(planner.SHAPES["smollm2-135m"].num_layers, blocks, expert_layers)
 
 
 @pytest.mark.parametrize("config", [dict(block_size=0), dict(block_size=-32), dict(block_size=48), dict(accuracy_level=99)])
@@ -137,7 +146,7 @@ def test_export_through_a_symlink_replaces_its_target_and_keeps_the_link(tmp_pat
     link.symlink_to(real)
     export(model_dir, link, domains=["b"], quant="fp32", max_context=64)
     assert link.is_symlink() and os.path.samefile(link, real)
-    assert bundle_manifest.read(real)["domains"] == ["b"]
+    assert bundle_manifest.read(real).domains == ("b",)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
 
 
@@ -168,11 +177,13 @@ def test_profile_with_absurd_threads_or_no_quantization_is_refused(tmp_path, cha
         profiles.load(str(path))
 
 
-def test_manifest_without_model_type_and_domains_none_are_refused(tmp_path, bundles):
+def test_manifest_without_model_type_and_domains_not_a_list_are_refused(tmp_path, bundles):
     bundle = tmp_path / "b"
     shutil.copytree(bundles["fp32"], bundle)
-    with pytest.raises(EdgemodeError, match="domains must be a list"):
-        Engine.load(bundle, None)
+    for domains in ("a", 3, {"a": 1}):
+        with pytest.raises(EdgemodeError, match="domains must be a list"):
+            Engine.load(bundle, domains)
+    assert Engine.load(bundle, None).domains == DOMAINS  # None: every domain, as the CLI's default
     path = bundle / bundle_manifest.MANIFEST
     manifest = json.loads(path.read_text())
     del manifest["backbone"]["model_type"]
@@ -184,9 +195,13 @@ def test_manifest_without_model_type_and_domains_none_are_refused(tmp_path, bund
 @pytest.mark.parametrize("edit, message", [
     (lambda m: m["embedding_table"].update(file=["embedding.onnx.data"]), "embedding_table.file"),
     (lambda m: m["backbone"].pop("kv_head_dim"), "backbone shape"),
+    (lambda m: m["backbone"].update(kv_head_dim=m["backbone"]["head_dim"] + 16), r"backbone shape \(kv_head_dim\)"),
+    (lambda m: m["backbone"].update(num_heads="4"), "backbone shape"),
+    (lambda m: m["backbone"].update(tied_embeddings=None), "backbone shape"),
     (lambda m: m["layout"].update(blocks=m["layout"]["blocks"][::-1]), "split the backbone's layers in order"),
     (lambda m: m["layout"]["expert_sources"][0].pop(), "the same expert layers per block"),
-], ids=["table file a list", "no kv_head_dim", "blocks out of order", "uneven expert layers"])
+], ids=["table file a list", "no kv_head_dim", "kv_head_dim not head_dim padded", "heads a string", "tied not a bool",
+        "blocks out of order", "uneven expert layers"])
 def test_manifest_edits_the_composer_would_trip_on_are_refused(tmp_path, bundles, edit, message):
     # found by scripts/fuzz_bundle.py: each crashed (TypeError, KeyError) instead of a clear error
     bundle = tmp_path / "b"
@@ -211,7 +226,7 @@ def test_a_graph_pointing_outside_the_bundles_files_is_refused(tmp_path, bundles
     onnx.save(graph, str(bundle / "backbone.block0.onnx"))
     path = bundle / bundle_manifest.MANIFEST
     manifest = json.loads(path.read_text())  # a consistent manifest: sizes and sha256 match the edit
-    manifest["files"].update(bundle_manifest.describe_files(bundle, ["backbone.block0.onnx"]))
+    manifest["files"].update({n: asdict(e) for n, e in bundle_manifest.describe_files(bundle, ["backbone.block0.onnx"]).items()})
     path.write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="not a file of this bundle"):
         Engine.load(bundle, [], verify=True)

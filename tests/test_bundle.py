@@ -1,5 +1,6 @@
 """The bundle contract: manifest validation, file checks and atomic export."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -32,10 +33,20 @@ def test_manifest_lists_every_file_with_size_and_sha256(bundles):
     bundle = bundles["int4"]
     manifest = bundle_manifest.read(bundle)
     on_disk = {p.name for p in bundle.iterdir()} - {bundle_manifest.MANIFEST}
-    assert set(manifest["files"]) == on_disk
-    bundle_manifest.verify(bundle, manifest, list(manifest["files"]), full=True)
-    assert manifest["quantization"]["weights"] == "int4" and manifest["quantization"]["accuracy_level"] == 4
-    assert manifest["backbone"]["fingerprint"].startswith("sha256:")
+    assert set(manifest.files) == on_disk
+    bundle_manifest.verify(bundle, manifest, list(manifest.files), full=True)
+    assert manifest.quantization["weights"] == "int4" and manifest.quantization["accuracy_level"] == 4
+    assert manifest.backbone.fingerprint.startswith("sha256:")
+
+
+def test_the_manifest_type_writes_back_what_the_exporter_wrote(bundles):
+    for bundle in bundles.values():
+        manifest = bundle_manifest.read(bundle)
+        assert manifest.to_json() == json.loads((bundle / bundle_manifest.MANIFEST).read_text())
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            manifest.max_context = 4
+        with pytest.raises(TypeError):
+            manifest.files["tokenizer.json"] = None
 
 
 def test_schema_from_the_future_is_refused(bundle):
@@ -120,7 +131,7 @@ def test_export_replaces_a_previous_bundle(tmp_path, model_dir, bundles):
     out = tmp_path / "out"
     shutil.copytree(bundles["int4"], out)
     export(model_dir, out, domains=["b"], quant="fp32", max_context=64)
-    assert bundle_manifest.read(out)["domains"] == ["b"]
+    assert bundle_manifest.read(out).domains == ("b",)
     assert not (out / "expert.a.block0.onnx").exists()
 
 
@@ -160,8 +171,8 @@ def test_full_disk_during_export_is_reported_and_keeps_the_previous_bundle(tmp_p
     result = CliRunner().invoke(cli, ["export", str(model_dir), "-o", str(out), "--quant", "fp32", "--context", "64"])
     assert result.exit_code == 1
     message = result.stderr.strip().splitlines()[-1]
-    assert message.startswith("edgemode: error: writing the bundle failed: No space left on device")
-    assert "previous bundle" in message and "Traceback" not in result.output
+    assert message.startswith(f"edgemode: error: writing a bundle at {out} failed: No space left on device")
+    assert message.endswith("; nothing was written; the previous one there is unchanged") and "Traceback" not in result.output
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgemode.cli import cli
+from edgemode.runtime import Engine, Sampling
 
 from conftest import DOMAINS
 
@@ -52,7 +53,12 @@ def test_new_export_run_inspect(tmp_path, backbone_dir):
     assert "parity {legal,med}" in result.stderr
     result = edgemode("run", bundle, "--domains", "med", "--prompt", "w1 w2 w3", "--max-new-tokens", 6, "--seed", 1,
                       "--temperature", 0.7)
-    assert result.exit_code == 0 and result.stdout.endswith("\n")
+    engine = Engine.load(bundle, ["med"])
+    tokens = list(engine.generate_ids(engine.encode("w1 w2 w3"), 6, Sampling(temperature=0.7, seed=1)))
+    tokens = [t for t in tokens if t not in engine.eos_token_ids]
+    # run streams the decoded text, holding back a last character whose UTF-8 bytes are incomplete
+    text = next(t for t in (engine.tokenizer.decode(tokens[:n]) for n in range(len(tokens), -1, -1)) if not t.endswith("\ufffd"))
+    assert result.exit_code == 0 and result.stdout == text + "\n" and len(text.strip()) >= 3
     result = edgemode("inspect", bundle, "--verify")
     assert result.exit_code == 0 and "legal, med" in result.stdout and "verified" in result.stdout
     manifest = json.loads(edgemode("inspect", bundle, "--json").stdout)

@@ -10,7 +10,6 @@ import torch
 
 from conftest import DOMAINS, small_model
 from edgemode import EdgemodeError
-from edgemode.bundle.names import gate_columns
 from edgemode.explain.concepts import concept_gradients, gradients
 from edgemode.model import store
 
@@ -52,7 +51,7 @@ def _run(mode, domains, block, position, delta):
     finally:
         for hook in hooks:
             hook.remove()
-    columns = gate_columns(mode.domains, domains)
+    columns = mode.check_domains(domains).columns
     log_p = torch.log_softmax(logits, -1)[IDS[position + 1]].item()
     return log_p, torch.softmax(seen["logits"][columns], -1).numpy(), seen["x"].numpy()
 
@@ -62,7 +61,7 @@ def _gate_gradient(mode, domains, block, x, j):
     r = sqrt(mean(x^2) + eps), d g / d z = g_j (w_j - sum_k g_k w_k) over the backbone's and the
     active domains' rows, and d z / d x = I / r - x x^T / (n r^3)."""
     gate = mode.gates[block]
-    columns = gate_columns(mode.domains, domains)
+    columns = mode.check_domains(domains).columns
     weight = gate.weight.detach().numpy()[columns]
     r = np.sqrt((x**2).mean() + gate.eps)
     probs = torch.softmax(torch.as_tensor(weight @ (x / r) + gate.bias.detach().numpy()[columns]), -1).numpy()

@@ -13,6 +13,7 @@ from edgemode.bundle import manifest as bundle_manifest
 from edgemode.cli import cli
 from edgemode.devices import cpu, planner, profiles
 from edgemode.export import export
+from edgemode.layout import Layout
 from edgemode.runtime import Engine
 
 from conftest import DOMAINS
@@ -42,20 +43,45 @@ def test_plan_warns_where_int4_would_fall_back_to_fp32():
     assert pi.exit_code == 0 and pi.stderr == "" and json.loads(pi.stdout)["int4_compute"] == "int8"
 
 
-def test_the_engine_runs_on_the_profiles_first_available_provider(tmp_path, bundles):
+def test_the_engine_runs_on_the_profiles_first_available_provider(tmp_path, bundles, monkeypatch):
     import onnxruntime as ort
 
-    profile = profiles.load("pixel8") | {"budget_bytes": 1 << 34, "max_context": 128}  # Xnnpack first, then CPU
+    from edgemode.runtime import engine as runtime_engine
+
+    xnnpack, cpu_ep = "XnnpackExecutionProvider", "CPUExecutionProvider"
+    phone = profiles.load("galaxy-s24") | {"budget_bytes": 1 << 34, "max_context": 128}
+    assert phone["execution_providers"] == ["QNNExecutionProvider", xnnpack, cpu_ep]
+    for available, expected in (([xnnpack, cpu_ep], [xnnpack, cpu_ep]), (["AzureExecutionProvider", cpu_ep], [cpu_ep]),
+                                (["QNNExecutionProvider", xnnpack, cpu_ep], ["QNNExecutionProvider", cpu_ep])):
+        monkeypatch.setattr(ort, "get_available_providers", lambda available=available: available)
+        assert runtime_engine.execution_providers(phone) == expected
+    assert runtime_engine.execution_providers(None) == [cpu_ep]
+    # The engine makes its sessions with those providers (run here on the CPU's: this build may lack Xnnpack).
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [xnnpack, cpu_ep])
+    asked, make_session = [], ort.InferenceSession
+    monkeypatch.setattr(ort, "InferenceSession", lambda graph, options, providers: asked.append(providers)
+                        or make_session(graph, options, providers=[cpu_ep]))
     path = tmp_path / "phone.json"
-    path.write_text(json.dumps(profile))
+    path.write_text(json.dumps(phone))
     engine = Engine.load(bundles["int4"], ["a"], device=str(path))
-    expected = "XnnpackExecutionProvider" if "XnnpackExecutionProvider" in ort.get_available_providers() else "CPUExecutionProvider"
-    assert engine.execution_provider == expected
+    engine.set_domains(["b"])
+    assert asked == [[xnnpack, cpu_ep]] * 2 and engine.execution_provider == cpu_ep
 
 
-def test_expected_targets_are_present():
-    assert {"pixel8pro", "pixel8", "galaxy-s24", "rpi5-4gb", "rpi5-8gb", "jetson-orin-nano-8gb", "arm64-2gb",
-            "dev-x86"} <= set(profiles.names())
+# Each target the product names, the architecture it is, and the default model (SmolLM2-135M with two
+# experts, int4) fitting its budget at its own context.
+TARGETS = {"pixel8pro": "arm64", "pixel8": "arm64", "galaxy-s24": "arm64", "rpi5-4gb": "arm64", "rpi5-8gb": "arm64",
+           "jetson-orin-nano-8gb": "arm64", "arm64-2gb": "arm64", "dev-x86": "x86_64"}
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_each_target_runs_the_default_model(name):
+    profile = profiles.load(name)
+    assert profile["arch"] == TARGETS[name] and profile["quantization"]["weights"] == "int4"
+    shape = planner.SHAPES["smollm2-135m"]
+    plan = planner.plan(shape, Layout.split(shape.num_layers, 3, 2), 2, profile["quantization"], profile["max_context"],
+                        profile["budget_bytes"])
+    assert plan["fits"] and plan["context"] >= 1024, plan
 
 
 def test_bad_profiles_are_clear_errors(tmp_path):
@@ -74,12 +100,13 @@ def test_bad_profiles_are_clear_errors(tmp_path):
 
 def test_plan_counts_expert_layers_in_the_kv_cache_and_weights():
     shape = planner.SHAPES["smollm2-135m"]
+    layout = Layout.split(shape.num_layers, 3, 2)
     int4 = {"weights": "int4", "block_size": 32}
-    none, two = (planner.plan(shape, d, int4, 1024) for d in (0, 2))
-    per_layer_kv = none["kv_bytes"] / shape.layers
-    assert two["kv_bytes"] == pytest.approx(per_layer_kv * (shape.layers + 2 * shape.blocks * shape.expert_layers))
+    none, two = (planner.plan(shape, layout, d, int4, 1024) for d in (0, 2))
+    per_layer_kv = none["kv_bytes"] / shape.num_layers
+    assert two["kv_bytes"] == pytest.approx(per_layer_kv * (shape.num_layers + 2 * 3 * 2))
     assert two["components"]["experts"] > 0 == none["components"]["experts"]
-    fp32 = planner.plan(shape, 0, {"weights": "fp32"}, 1024)
+    fp32 = planner.plan(shape, layout, 0, {"weights": "fp32"}, 1024)
     # int4 in memory, per weight: 4 bits + per block of 32 an fp32 scale and a 4-bit zero point, plus
     # one row of corrections per 32 rows, times onnxruntime's prepacking (1.5, measured)
     ratio = none["components"]["backbone"] / fp32["components"]["backbone"]
@@ -89,16 +116,15 @@ def test_plan_counts_expert_layers_in_the_kv_cache_and_weights():
 def test_nano_shapes_plan_without_weights():
     for name, params in (("nano-1", 1.8e9), ("nano-2", 3.25e9)):
         shape = planner.SHAPES[name]
-        total = shape.layers * shape.layer_params() + shape.vocab * shape.hidden
+        total = shape.num_layers * planner.layer_params(shape) + shape.vocab_size * shape.hidden_size
         assert abs(total / params - 1) < 0.05
-        assert planner.plan(shape, 2, {"weights": "fp32"}, 2048, 1 << 30)["fits"] is False
+        assert planner.plan(shape, Layout.split(shape.num_layers, 3, 2), 2, {"weights": "fp32"}, 2048, 1 << 30)["fits"] is False
 
 
 def budget_profile(tmp_path, bundle, domains_that_fit):
     """A profile whose budget fits exactly `domains_that_fit` experts of `bundle` at 128 tokens."""
     manifest = bundle_manifest.read(bundle)
-    shape = planner.shape_of_bundle(manifest)
-    need = [planner.plan(shape, d, manifest["quantization"], 128)["total_bytes"] for d in range(3)]
+    need = [planner.plan(manifest.backbone, manifest.layout, d, manifest.quantization, 128)["total_bytes"] for d in range(3)]
     profile = profiles.load("dev-x86") | {"budget_bytes": (need[domains_that_fit] + need[domains_that_fit + 1]) // 2,
                                          "max_context": 128}
     path = tmp_path / "tight.json"
@@ -128,7 +154,7 @@ def test_export_refuses_what_cannot_fit_and_writes_nothing(tmp_path, model_dir, 
         export(model_dir, tmp_path / "out", quant="int4", max_context=128, device=device)
     assert not (tmp_path / "out").exists()
     export(model_dir, tmp_path / "out", domains=[], quant="int4", max_context=128, device=device)
-    assert bundle_manifest.read(tmp_path / "out")["domains"] == []
+    assert bundle_manifest.read(tmp_path / "out").domains == ()
 
 
 def test_plan_and_bench_cli(bundles):
@@ -139,7 +165,7 @@ def test_plan_and_bench_cli(bundles):
     result = runner.invoke(cli, ["plan", "--device", "dev-x86", str(bundles["int4"]), "--domains", "a", "--json"])
     planned = json.loads(result.stdout)
     assert result.exit_code == 0 and planned["fits"] is True
-    assert planned["context"] == bundle_manifest.read(bundles["int4"])["max_context"]  # not the device's 2048
+    assert planned["context"] == bundle_manifest.read(bundles["int4"]).max_context  # not the device's 2048
     result = runner.invoke(cli, ["bench", str(bundles["int4"]), "--domains", "a", "--prompt-tokens", "16",
                                  "--new-tokens", "8", "--repeat", "2", "--json"])
     measured = json.loads(result.stdout)
@@ -154,8 +180,27 @@ def test_plan_and_bench_cli(bundles):
                                  "--repeat", "1", "--prefill-chunk", "5", "--json"])
     assert result.exit_code == 0 and json.loads(result.stdout)["prefill_chunk"] == 5
     assert measured["graph_bytes"] < json.loads(result.stdout)["graph_bytes"]  # {a} loads less than {a,b}
+    result = runner.invoke(cli, ["bench", str(bundles["int4"]), "--domains", "b,a", "--prompt-tokens", "4", "--new-tokens", "2",
+                                 "--repeat", "1", "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["domains"] == ["a", "b"]  # the bundle's order, as asked or not
     result = runner.invoke(cli, ["bench", str(bundles["int4"]), "--prompt-tokens", "16", "--prefill-chunk", "0"])
     assert result.exit_code == 1 and "prefill_chunk must be an integer >= 1" in result.stderr
+
+
+def test_plan_of_a_model_directory_equals_plan_of_its_bundle(model_dir, bundles):
+    from edgemode.opener import Bundle, ModelDir, open_path
+
+    plans = {}
+    for path in (model_dir, bundles["fp32"]):
+        result = CliRunner().invoke(cli, ["plan", "--device", "dev-x86", str(path), "--domains", "a,b", "--quant", "fp32",
+                                          "--context", "64", "--json"])
+        assert result.exit_code == 0, result.output
+        plans[path] = json.loads(result.stdout)
+    model, bundle = plans.values()
+    assert model == bundle and model["total_bytes"] > 0 and model["shape"]["num_layers"] > 0
+    assert isinstance(open_path(model_dir), ModelDir) and isinstance(open_path(bundles["fp32"]), Bundle)
+    assert open_path(model_dir).can_concept_gradients and not open_path(model_dir).can_trace
+    assert open_path(bundles["fp32"]).can_trace and not open_path(bundles["fp32"]).has_evidence
 
 
 def test_bench_peak_rss_is_its_own_not_its_parents():

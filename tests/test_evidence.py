@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -16,8 +16,8 @@ from edgemode.bundle import manifest as bundle_manifest
 from edgemode.bundle import names
 from edgemode.bundle.manifest import BundleError
 from edgemode.explain import evidence
+from edgemode.explain.evidence_index import PASSAGE_TOKENS, EvidenceIndex
 from edgemode.export import export
-from edgemode.export.exporter import PASSAGE_TOKENS
 from edgemode.model import store
 from edgemode.train.data import SEPARATOR
 
@@ -46,7 +46,7 @@ def mode(model_dir):
 def bundle(model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("evidence-bundle") / "bundle"
     texts = {d: SEPARATOR.join(" ".join(doc) for doc in docs) + "\n" for d, docs in CORPORA.items()}
-    export(model_dir, out, max_context=256, evidence=100, evidence_texts=texts)
+    export(model_dir, out, max_context=256, evidence=EvidenceIndex(100, texts))
     return out
 
 
@@ -73,7 +73,7 @@ def test_index_holds_every_passage_of_the_training_text(bundle):
     assert [(p["domain"], p["text"]) for p in index.passages] == expected
     assert len(index.target) == sum(len(text.split()) - 1 for _, text in expected)
     assert index.hidden.shape[1] == 64 and index.top_ids.shape[1] == evidence.TOP
-    assert bundle_manifest.read(bundle)["evidence"] == names.EVIDENCE_FILE
+    assert bundle_manifest.read(bundle).evidence == names.EVIDENCE_FILE
 
 
 def _ranks(index, mode, context: str) -> list[int]:
@@ -125,7 +125,7 @@ def test_through_the_engine_the_evidence_is_pytorchs(bundle, mode):
             for doc, start in _passages(CORPORA[domain]):
                 words = doc[start : start + PASSAGE_TOKENS]
                 ids = [int(w[1:]) + 2 for w in words]
-                _, trace = engine.logits(ids, trace=True)
+                _, trace = engine.logits_with_trace(ids)
                 want = _head_input(mode, words, [domain])[0]
                 np.testing.assert_allclose(trace.hidden, want, atol=1e-4)
                 for t in range(len(ids) - 1):
@@ -186,19 +186,21 @@ def test_bad_queries_are_one_line_errors(bundle):
 def test_a_bundle_without_evidence_has_no_index(model_dir, tmp_path):
     export(model_dir, tmp_path / "plain", max_context=64, domains=["a"])
     manifest = bundle_manifest.read(tmp_path / "plain")
-    assert "evidence" not in manifest and names.EVIDENCE_FILE not in manifest["files"]
+    assert manifest.evidence is None and names.EVIDENCE_FILE not in manifest.files
+    assert "evidence" not in json.loads((tmp_path / "plain" / bundle_manifest.MANIFEST).read_text())
     assert evidence.load_index(tmp_path / "plain") is None
 
 
 def test_export_refuses_bad_evidence_requests(model_dir, tmp_path):
     with pytest.raises(EdgemodeError, match="no training corpus for domain 'a'"):
-        export(model_dir, tmp_path / "out", evidence=4)
-    with pytest.raises(EdgemodeError, match="positive number of passages"):
-        export(model_dir, tmp_path / "out", evidence=0, evidence_texts={"a": "w1 w2", "b": "w3 w4"})
+        export(model_dir, tmp_path / "out", evidence=EvidenceIndex(4))
+    for passages in (0, -1, 2.5, True):
+        with pytest.raises(EdgemodeError, match="positive number of passages"):
+            EvidenceIndex(passages, {"a": "w1 w2", "b": "w3 w4"})
     with pytest.raises(EdgemodeError, match="no domain is exported"):
-        export(model_dir, tmp_path / "out", domains=[], evidence=4)
+        export(model_dir, tmp_path / "out", domains=[], evidence=EvidenceIndex(4))
     with pytest.raises(EdgemodeError, match="no passage of two tokens"):
-        export(model_dir, tmp_path / "out", domains=["a"], evidence=4, evidence_texts={"a": "w1"})
+        export(model_dir, tmp_path / "out", domains=["a"], evidence=EvidenceIndex(4, {"a": "w1"}))
     assert not (tmp_path / "out").exists()
 
 
@@ -209,10 +211,11 @@ def _copy(bundle, tmp_path):
 
 
 def _rewrite_manifest(bundle, edit) -> None:
-    manifest = json.loads((bundle / bundle_manifest.MANIFEST).read_text())
+    path = bundle / bundle_manifest.MANIFEST
+    manifest = json.loads(path.read_text())
     edit(manifest)
-    manifest["files"].update(bundle_manifest.describe_files(bundle, [names.EVIDENCE_FILE]))
-    bundle_manifest.write(bundle, manifest)
+    manifest["files"].update({n: asdict(e) for n, e in bundle_manifest.describe_files(bundle, [names.EVIDENCE_FILE]).items()})
+    path.write_text(json.dumps(manifest))
 
 
 def test_a_tampered_evidence_file_is_refused(bundle, tmp_path):
@@ -235,7 +238,7 @@ def test_a_manifest_naming_an_unlisted_evidence_file_is_refused(bundle, tmp_path
     manifest = json.loads((copy / bundle_manifest.MANIFEST).read_text())
     for value in ("other.npz", 3):
         manifest["evidence"] = value
-        bundle_manifest.write(copy, manifest)
+        (copy / bundle_manifest.MANIFEST).write_text(json.dumps(manifest))
         with pytest.raises(BundleError, match="malformed manifest: evidence is not listed in files"):
             evidence.load_index(copy)
 

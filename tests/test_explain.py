@@ -15,7 +15,6 @@ import torch
 from click.testing import CliRunner
 
 from edgemode import EdgemodeError
-from edgemode.bundle.names import gate_columns
 from edgemode.cli import cli
 from edgemode.explain import games
 from edgemode.explain.attribution import explain
@@ -96,7 +95,7 @@ def test_values_are_the_runtime_and_pytorch_log_likelihoods(game_dirs, result):
 def test_each_tokens_gates_are_those_of_the_position_that_predicted_it(game_dirs, result):
     engine = Engine.load(game_dirs[1], PLAYERS)
     ids = engine.encode(TEXT)
-    windows = [engine.logits(ids[i : i + WINDOW], trace=True)[1].gates for i in (0, WINDOW)]
+    windows = [engine.logits_with_trace(ids[i : i + WINDOW])[1].gates for i in (0, WINDOW)]
     gates = np.array(result["per_token"]["gates"])
     assert gates.shape == (98, 3, 1 + len(PLAYERS))
     np.testing.assert_allclose(gates[:WINDOW - 1], windows[0][:-1], atol=1e-6)  # token t: row t - 1
@@ -183,9 +182,10 @@ def test_faith_shap_is_the_constrained_weighted_least_squares_solution(n, order)
 
 
 def pytorch_trace(mode, ids, domains):
-    """The PyTorch model's gate softmax per block and its final-norm output, caught by hooks."""
+    """The PyTorch model's gate softmax per block and its final-norm output, caught by hooks: the
+    gate columns of the backbone, then of `domains` in the order given."""
     gate_logits, caught = [], {}  # the gates run block by block, and only with experts active
-    columns = gate_columns(mode.domains, domains)
+    columns = [0] + [1 + mode.domains.index(d) for d in domains]
     hooks = [gate.register_forward_hook(lambda m, i, out: gate_logits.append(out[0, :, columns])) for gate in mode.gates]
     hooks.append(mode.backbone.model.norm.register_forward_hook(lambda m, i, out: caught.update(hidden=out[0])))
     with torch.no_grad():
@@ -197,26 +197,39 @@ def pytorch_trace(mode, ids, domains):
     return torch.stack([torch.softmax(g, -1) for g in gate_logits], 1).numpy(), caught["hidden"].numpy()
 
 
-@pytest.mark.parametrize("domains", [[], ["b"], DOMAINS], ids=lambda d: "{" + ",".join(d) + "}")
+@pytest.mark.parametrize("domains", [[], ["b"], DOMAINS, DOMAINS[::-1]], ids=lambda d: "{" + ",".join(d) + "}")
 def test_traced_gates_and_hidden_equal_pytorch(bundles, reference, domains):
     engine = Engine.load(bundles["fp32"], domains)
     ids = np.arange(40) * 7 % 300
     plain = engine.logits(ids, chunk=16)
-    logits, trace = engine.logits(ids, chunk=16, trace=True)
+    logits, trace = engine.logits_with_trace(ids, chunk=16)
     np.testing.assert_array_equal(logits, plain)
-    gates, hidden = pytorch_trace(reference, ids, domains)
-    assert trace.domains == domains and trace.gates.shape == gates.shape and trace.gates.dtype == np.float32
+    in_bundle_order = [d for d in DOMAINS if d in domains]  # whatever order they were asked in
+    gates, hidden = pytorch_trace(reference, ids, in_bundle_order)
+    assert trace.domains == in_bundle_order and trace.gates.shape == gates.shape and trace.gates.dtype == np.float32
     np.testing.assert_allclose(trace.gates, gates, rtol=0, atol=1e-5)
     np.testing.assert_allclose(trace.hidden, hidden, rtol=0, atol=1e-4)
     assert trace.gates.std() > 0.01 or not domains  # the gates really mix
 
 
+def test_each_call_returns_one_type_whatever_the_request(bundles):
+    engine = Engine.load(bundles["fp32"], DOMAINS)
+    traced, plain = engine.new_cache(8, trace=True), engine.new_cache(8)
+    logits, trace = engine.forward_with_trace([3, 5, 7], traced)
+    np.testing.assert_array_equal(engine.forward([3, 5, 7], plain), logits)
+    assert trace.gates.shape == (3, len(engine.manifest.layout.blocks), 3) and trace.domains == DOMAINS
+    assert isinstance(engine.forward([9], traced), np.ndarray)  # a traced request's forward: logits alone
+    with pytest.raises(EdgemodeError, match=r"new_cache\(capacity, trace=True\)"):
+        engine.forward_with_trace([9], plain)
+    assert all(isinstance(t, int) for t in engine.generate_ids([3, 5], 3))
+
+
 def test_generation_traces_the_position_that_predicted_each_token(bundles):
     engine = Engine.load(bundles["fp32"], DOMAINS)
     prompt = [3, 5, 7, 9, 11]
-    steps = list(engine.generate_ids(prompt, max_new_tokens=6, trace=True))
+    steps = list(engine.generate_ids_with_trace(prompt, max_new_tokens=6))
     assert [t for t, _ in steps] == list(engine.generate_ids(prompt, max_new_tokens=6))
-    _, trace = engine.logits(prompt + [t for t, _ in steps[:-1]], trace=True)
+    _, trace = engine.logits_with_trace(prompt + [t for t, _ in steps[:-1]])
     for i, (_, step) in enumerate(steps):
         np.testing.assert_allclose(step.gates[0], trace.gates[len(prompt) - 1 + i], atol=1e-5)
         np.testing.assert_allclose(step.hidden[0], trace.hidden[len(prompt) - 1 + i], atol=1e-4)
@@ -242,6 +255,8 @@ def test_cli_explain_json_matches_eval_of_each_subset(game_dirs, text_file):
     assert "explain: scoring {a,b} (4/4)" in result.stderr
     out = json.loads(result.stdout)
     assert out["domains"] == ["a", "b"] and out["tokens"] == 98 and out["order"] == 2
+    gates, _ = pytorch_trace(store.load(game_dirs[0]), np.array(Engine.load(game_dirs[1], []).encode(TEXT)[:WINDOW]), ["a", "b"])
+    np.testing.assert_allclose(out["per_token"]["gates"][: WINDOW - 1], gates[:-1], atol=1e-5)  # columns: backbone, a, b
     assert set(out["values"]) == {"", "a", "b", "a,b"} and set(out["shapley"]) == {"a", "b"}
     assert set(out["faith_shap"]) == {"a", "b", "a,b"}
     assert abs(sum(out["shapley"].values()) - (out["values"]["a,b"] - out["values"][""])) < 1e-9
@@ -282,6 +297,21 @@ def test_cli_run_trace_prints_each_tokens_gates(game_dirs):
         assert all(abs(sum(map(float, block.split("/"))) - 1) <= 0.015 for block in blocks), line
 
 
+def test_cli_run_trace_labels_the_columns_in_bundle_order_whatever_the_order_asked(game_dirs):
+    traced = {order: edgemode("run", game_dirs[1], "--domains", order, "--prompt", "w1 w2 w3", "--max-new-tokens", 3,
+                              "--trace") for order in ("a,b", "b,a")}
+    assert traced["a,b"].exit_code == 0 and traced["b,a"].stdout == traced["a,b"].stdout
+    header, *lines = traced["b,a"].stdout.strip().splitlines()
+    assert header == "gate weights per block, backbone/a/b:"
+    engine = Engine.load(game_dirs[1], ["b", "a"])
+    prompt = engine.encode("w1 w2 w3")
+    tokens = list(engine.generate_ids(prompt, 3))
+    gates, _ = pytorch_trace(store.load(game_dirs[0]), np.array(prompt + tokens[:-1]), ["a", "b"])
+    for i, line in enumerate(lines):  # token i was predicted at position len(prompt) - 1 + i
+        printed = np.array([[float(w) for w in block.split("/")] for block in line.split()[-3:]])
+        np.testing.assert_allclose(printed, gates[len(prompt) - 1 + i], atol=0.006)
+
+
 def chromium(*args):
     done = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", *map(str, args)],
                           capture_output=True, text=True, timeout=120)
@@ -310,16 +340,17 @@ def test_the_page_renders_every_token_in_a_real_browser(game_dirs, text_file, tm
 
 def test_explain_gathers_evidence_for_the_chosen_token(tmp_path_factory, game_dirs, text_file):
     from edgemode.explain import evidence
+    from edgemode.explain.evidence_index import EvidenceIndex
     from edgemode.train.data import SEPARATOR
 
     bundle = tmp_path_factory.mktemp("evidence") / "bundle"
     words = TEXT.split()
     texts = {d: SEPARATOR.join(" ".join(words[i : i + 30]) for i in range(start, 90, 30)) + "\n"
              for d, start in zip(PLAYERS, [0, 10, 0, 20])}
-    export(game_dirs[0], bundle, max_context=128, evidence=4, evidence_texts=texts)
+    export(game_dirs[0], bundle, max_context=128, evidence=EvidenceIndex(4, texts))
     result = explain(bundle, ["a", "b"], TEXT, window=WINDOW, token=40)
     engine = Engine.load(bundle, ["a", "b"])
-    _, trace = engine.logits(engine.encode(TEXT)[:40], trace=True)  # token 40 is predicted at position 39
+    _, trace = engine.logits_with_trace(engine.encode(TEXT)[:40])  # token 40 is predicted at position 39
     want = evidence.top_passages(evidence.load_index(bundle), trace.hidden[-1], engine.encode(TEXT)[40], ["a", "b"])
     assert result["evidence"] == want and want and {p["domain"] for p in want} <= {"a", "b"}
     page = render(result, str(bundle))

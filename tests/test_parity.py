@@ -64,5 +64,5 @@ def test_chunked_prefill_equals_unchunked(bundles):
 def test_int4_bundle_is_smaller(bundles):
     from edgemode.bundle import manifest
 
-    size = {q: sum(e["bytes"] for e in manifest.read(b)["files"].values()) for q, b in bundles.items()}
+    size = {q: sum(e.bytes for e in manifest.read(b).files.values()) for q, b in bundles.items()}
     assert size["int4"] < 0.5 * size["fp32"]

@@ -79,7 +79,7 @@ def test_int4_bundle_is_small(smollm2):
     assert locations == {"head.onnx.data", "embedding.onnx.data"}
 
     def size(quant):
-        return sum(e["bytes"] for e in manifest.read(smollm2[1][quant])["files"].values())
+        return sum(e.bytes for e in manifest.read(smollm2[1][quant]).files.values())
 
     assert size("int4") <= 0.2 * size("fp32")
 

@@ -81,8 +81,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgemode import EdgemodeError
-from edgemode.bundle.manifest import sha256
+from edgemode import EdgemodeError, sha256
 from edgemode.cache import cache_dir, fetch_wheel
 
 CORPUS_VERSION = 2  # raise when the build changes in a way the spec below doesn't see

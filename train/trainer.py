@@ -28,7 +28,6 @@ from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
 from edgemode import EdgemodeError, read_json
-from edgemode.bundle.names import gate_columns
 from edgemode.cache import cache_dir
 from edgemode.model import store
 from edgemode.train import data
@@ -349,7 +348,7 @@ def compose(model_dir: str | Path, domains: list[str], schedule: Schedule, unfre
     unknown = set(corpora) - set(domains) - {"general"}
     if unknown:
         raise EdgemodeError(f"--data names {sorted(unknown)[0]!r}, which is not being composed")
-    sources = {d: tokens(model_dir, corpora.get(d, d)) for d in domains + ["general"]}
+    sources = {d: tokens(model_dir, corpora.get(d, d)) for d in [*domains, "general"]}
     first = high_resource({d: len(sources[d]) for d in domains}) + ["general"]
     phase_one = round(schedule.high_first * schedule.steps)
     if phase_one:
@@ -362,7 +361,7 @@ def compose(model_dir: str | Path, domains: list[str], schedule: Schedule, unfre
     groups = [(mode.gates.parameters(), schedule.gate_lr)]
     if unfreeze_experts:
         groups.append(([p for d in domains for p in mode.experts[d].parameters()], schedule.lr))
-    rows = gate_columns(mode.domains, domains)
+    rows = domains.columns
     job = "compose-" + "-".join(sorted(domains)) + ("-unfrozen" if unfreeze_experts else "")
     return train_loop(mode, groups, _gate_rows(mode, rows), next_batch, domains, schedule, Checkpoint(model_dir, job, schedule),
                       lambda: store.save(mode, model_dir, experts=unfreeze_experts), "compose", max_minutes, threads=threads)
