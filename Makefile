@@ -49,5 +49,6 @@ $(APP_DIR)/libonnxruntime-genai.so: examples/c/fetch_libraries.py | $(VENV)/bin/
 	$(PY) examples/c/fetch_libraries.py --arch $(APP_ARCH) --wheels $(CACHE)/wheels/$(APP_ARCH) -o $(@D) \
 		onnxruntime-genai==$(GENAI_VERSION) onnxruntime==$(ORT_VERSION)
 
+# -rs: the summary gives every skip's reason
 test: install $(GENAI_VENV)/installed chromium app
-	EDGEMODE_GENAI_PYTHON=$(GENAI_VENV)/bin/python $(PY) -m pytest -q
+	EDGEMODE_GENAI_PYTHON=$(GENAI_VENV)/bin/python $(PY) -m pytest -q -rs
