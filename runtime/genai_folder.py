@@ -42,12 +42,15 @@ def write(bundle: str | Path, out: str | Path, default_domains: list[str] | None
         raise EdgemodeError(f"the bundle has {len(domains)} domains; a genai folder holds a decoder per subset, "
                             f"so at most {MAX_DOMAINS} domains: export a bundle with fewer")
     data_files = [f for f in manifest.files if f.endswith(".data")]
-    bundle_manifest.verify(bundle, manifest, data_files + [manifest.tokenizer], full=False)
+    # The folder is what goes onto devices: every file it is made of is checked in full (sha256), the
+    # graphs and the tokenizer here, the weights below as linked into it.
+    bundle_manifest.verify(bundle, manifest, manifest.graph_files() + [manifest.tokenizer], full=True)
     out = Path(os.path.realpath(out))
     sets = [manifest.domain_set(s) for n in range(len(domains) + 1) for s in itertools.combinations(domains, n)]
     with directory.staged(out, CONFIG, "an onnxruntime-genai folder") as tmp:
         for file in data_files:
             _link(bundle_manifest.resolve(bundle, file), tmp / file)
+        bundle_manifest.verify(tmp, manifest, data_files, full=True)
         for subset in sets:
             (tmp / names.composed_file(subset)).write_bytes(compose(bundle, manifest, subset, with_embedding=True).SerializeToString())
         tokenizer = json.loads(bundle_manifest.resolve(bundle, manifest.tokenizer).read_text())
@@ -115,6 +118,10 @@ def _genai_tokenizer(tokenizer: dict, eos_ids: list[int]) -> tuple[dict, dict | 
     bos = _bos_id(tokenizer)
     if bos in token_of:
         config["bos_token"] = token_of[bos]
+        # genai makes its tokenizer with add_special_tokens=false, whatever tokenizer_config.json says
+        print(f"note: genai's tokenizer leaves out BOS {token_of[bos]!r} unless the app sets add_special_tokens to true "
+              "(Python: tokenizer.update_options(add_special_tokens=\"true\"); C: OgaUpdateTokenizerOptions; "
+              "examples/c/edgemode-app does)", file=sys.stderr)
     if eos_ids and eos_ids[0] in token_of:
         config["eos_token"] = token_of[eos_ids[0]]
     return tokenizer, config

@@ -38,6 +38,15 @@ What it does, in order (every step prints what it is doing; any failure is one l
    Engine.forward. x86 runs the same commands on the same files. `edgemode bench --json` must report
    the int4 path the CPU implies (int8 with the dot product, fp32 without).
 
+6. The C app (issue 21): `make app APP_ARCH=aarch64` cross-compiles examples/c/edgemode-app with
+   Debian's gcc-aarch64-linux-gnu (installed when missing) and puts the aarch64 wheels' libraries
+   beside it; the three files go to /opt/edgemode-app in the root. On x86, an int4 bundle of
+   tests/conftest.py's bos_bpe_model (a tokenizer genai reads, BOS first) and its genai folder.
+   For each CPU, for S = {} and {legal}: the app's greedy text for its default prompt must equal
+   `edgemode run`'s on the same emulated CPU (the same onnxruntime build, so the same kernels;
+   against x86 it is reported), and its --bench must print JSON with arch aarch64 and positive
+   figures (emulated timings mean nothing).
+
 Tolerances (arm vs x86, same bundle, same S):
 
 - fp32: perplexity |ppl_arm - ppl_x86| / ppl_x86 <= 1e-5 (issue 15); logits max_rel_error <= 1e-4
@@ -102,6 +111,8 @@ INT4_LOGITS = ("rms_rel_error", 0.5)  # export/exporter.py TOLERANCES["int4"]
 TEXT_WORDS, WINDOW, PROMPT = 384, 128, "w5 w17 w42 w7"
 LOGIT_TOKENS, LOGIT_PREFILL = 64, 32
 WRONG_SCALE = 1.5
+APP = "/opt/edgemode-app"  # inside the root: examples/c's binary and the two aarch64 libraries (`make app APP_ARCH=aarch64`)
+APP_SETS, APP_TOKENS, APP_PROMPT = [[], ["legal"]], 16, "Permission is hereby granted"  # the app's default prompt
 EXPECT_DOTPROD = {"cortex-a76": True, "cortex-a72": False}
 CPUINFO_NOISE = re.compile(r"^(Error in cpuinfo: .*|onnxruntime (cpuid_info )?warning: .*)$")
 STARTED = time.time()
@@ -461,7 +472,84 @@ def perturb_int4_scales(bundle: Path, factor: float) -> int:
     return changed
 
 
-# 5. Running the checks ----------------------------------------------------------------------------
+# 5. The C app (issue 21) --------------------------------------------------------------------------
+
+
+def install_app(root: Path, work: Path) -> dict[str, Path]:
+    """Cross-compile examples/c/edgemode-app with its two aarch64 libraries (`make app APP_ARCH=aarch64`),
+    copy them into the root, and export on x86 an int4 bundle whose tokenizer genai reads (BOS first)
+    with its genai folder. Returns the bundle and the folder."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from conftest import bos_bpe_model
+
+    from edgemode.export import export
+    from edgemode.runtime.genai_folder import write
+
+    say("building the C app for aarch64: make app APP_ARCH=aarch64 (Debian's gcc-aarch64-linux-gnu, PyPI's aarch64 wheels)")
+    sh(["make", "-s", "-C", str(REPO), "app", "APP_ARCH=aarch64", f"VENV={sys.prefix}"], "make app APP_ARCH=aarch64")
+    kit = REPO / "examples" / "c" / "build" / "aarch64"
+    with open(kit / "edgemode-app", "rb") as f:
+        header = f.read(20)
+    if header[:4] != b"\x7fELF" or int.from_bytes(header[18:20], "little") != 183:  # EM_AARCH64
+        raise CannotRun(f"{kit / 'edgemode-app'} is not an aarch64 ELF executable")
+    target = root / APP.lstrip("/")
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("edgemode-app", "libonnxruntime-genai.so", "libonnxruntime.so"):
+        shutil.copy2(kit / name, target / name)
+    export(bos_bpe_model(work / "app"), work / "app" / "int4", quant="int4", max_context=128)
+    write(work / "app" / "int4", work / "app" / "genai", ["legal"])
+    return {"bundle": work / "app" / "int4", "folder": work / "app" / "genai"}
+
+
+def app_commands(bundle: str, folder: str) -> list[tuple[tuple, list[str]]]:
+    """(key, argv): the C app (default prompt) and `edgemode run` (the same prompt) per set, and a tiny --bench."""
+    out = []
+    for domains in APP_SETS:
+        d = ",".join(domains)
+        out.append((("app", d), [f"{APP}/edgemode-app", folder, "--domains", d, "--max-new-tokens", str(APP_TOKENS)]))
+        out.append((("run", d), ["edgemode", "run", bundle, "--domains", d, "--prompt", APP_PROMPT,
+                                 "--max-new-tokens", str(APP_TOKENS)]))
+    out.append((("bench",), [f"{APP}/edgemode-app", folder, "--bench", "--prompt-tokens", "8", "--new-tokens", "4",
+                             "--repeat", "1"]))
+    return out
+
+
+def app_rows(cpu: str, runs: dict, x86_runs: dict) -> tuple[list[list[str]], list[str]]:
+    """The C app on aarch64 must print what `edgemode run` prints on the same emulated CPU (the same
+    onnxruntime build, so the same int4 kernels); against x86 it is reported. Its --bench must parse."""
+    rows, failures = [], []
+    for domains in APP_SETS:
+        d = ",".join(domains)
+        app, run, x86 = runs[("app", d)], runs[("run", d)], x86_runs[("run", d)]
+        problems = [f"{what} failed ({describe_rc(r['rc'])}): {r['stderr'][-300:]}"
+                    for what, r in (("edgemode-app", app), ("edgemode run", run)) if r["rc"] != 0]
+        if not problems and (not app["stdout"].strip() or app["stdout"] != run["stdout"]):
+            problems.append(f"edgemode-app printed {app['stdout'].strip()!r}, edgemode run {run['stdout'].strip()!r}")
+        rows.append([cpu, "{" + d + "}", "same" if app["stdout"] == run["stdout"] else "DIFFERS",
+                     "same" if app["stdout"] == x86["stdout"] else "differs", f"{app['seconds']:.0f}s",
+                     "FAIL" if problems else "PASS"])
+        failures += [f"{cpu} C app {{{d}}}: {p}" for p in problems]
+    bench = runs[("bench",)]
+    try:
+        result = json.loads(bench["stdout"])
+        if result["arch"] != "aarch64" or not all(result[k] > 0 for k in ("load_s", "ttft_ms", "decode_tok_s", "peak_rss_mb")):
+            failures.append(f"{cpu} C app --bench: {bench['stdout'].strip()}")
+    except (ValueError, KeyError, TypeError):
+        failures.append(f"{cpu} C app --bench printed no JSON ({describe_rc(bench['rc'])}): {bench['stderr'][-300:]}")
+    return rows, failures
+
+
+def run_all(runner, commands: list[tuple[tuple, list[str]]]) -> dict:
+    out = {}
+    for key, argv in commands:
+        started = time.time()
+        r = runner(argv)
+        out[key] = {"rc": r.returncode, "stdout": r.stdout, "stderr": clean_stderr(r.stderr)[0].strip(),
+                    "seconds": time.time() - started}
+    return out
+
+
+# 6. Running the checks ----------------------------------------------------------------------------
 
 
 def logits_helper(argv: list[str]) -> None:
@@ -683,6 +771,7 @@ def check(args, cpus: list[str], root: Path) -> int:
     arm_versions = install_edgemode(root)
     say(f"arm64 root: {arm_versions}")
     bundles = make_bundles(work, args.self_test_wrong)
+    app = install_app(root, work)
     shutil.copy2(Path(__file__), work / "arm64_check.py")
     text = work / "text.txt"
     int4_arm = "int4-wrong" if args.self_test_wrong else "int4"
@@ -699,6 +788,7 @@ def check(args, cpus: list[str], root: Path) -> int:
                    [str(bundles[n]) for n in ("fp32", "int4", "int4-acc0")], str(work / "arm64_check.py"))
     if x86["failures"]:
         raise CannotRun("the x86 reference failed:\n" + "\n".join(x86["failures"]))
+    x86_app = run_all(x86_runner, app_commands(str(app["bundle"]), str(app["folder"])))
     x86_logits = load_npz(work / "x86-logits.npz")
     gaps = {}
     for domains in DOMAIN_SETS:
@@ -723,16 +813,21 @@ def check(args, cpus: list[str], root: Path) -> int:
             side["failures"].append(f"aarch64 {cpu}: edgemode bench reports the int4 path {path!r}, "
                                     f"not what this CPU's dot-product support implies")
         side["int4_compute"] = path
+        say(f"QEMU_CPU={cpu}: the C app and edgemode run in the emulator")
+        side["app"] = run_all(lambda argv: emu(root, argv, cpu), app_commands(f"{WORK}/app/int4", f"{WORK}/app/genai"))
         return cpu, side, load_npz(work / f"arm-{cpu}.npz")
 
     with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
         arm = {cpu: (side, logits) for cpu, side, logits in pool.map(arm_side, cpus)}
 
-    rows, failures, notes = [], [], []
+    rows, failures, notes, app_table = [], [], [], []
     for cpu in cpus:
         side, logits = arm[cpu]
         r, f = compare(cpu, side, x86, logits, x86_logits, int4_ppl_tol, arm_names)
         rows += r
+        failures += f
+        r, f = app_rows(cpu, side["app"], x86_app)
+        app_table += r
         failures += f
         seconds = sum(v["seconds"] for v in side["results"].values())
         notes.append(f"{cpu}: dotprod {'yes' if features[cpu]['dotprod'] else 'no'}, i8mm "
@@ -752,6 +847,10 @@ def check(args, cpus: list[str], root: Path) -> int:
     print()
     print(f"aarch64 under qemu vs x86-64 ({'SELF-TEST: wrong int4 bundle on the arm side' if args.self_test_wrong else 'same bundles on both sides'})")
     print(table(header, rows))
+    print()
+    print(f"examples/c/edgemode-app (aarch64, onnxruntime-genai's C library) vs edgemode run, int4, {APP_TOKENS} tokens of "
+          f"{APP_PROMPT!r}")
+    print(table(["cpu", "S", "vs run on this cpu", "vs run on x86 (not gated)", "app time", "result"], app_table))
     print()
     print("notes (not gated):")
     for note in notes:

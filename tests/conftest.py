@@ -7,9 +7,11 @@ a head size GroupQueryAttention cannot take directly plus tied embeddings and q/
 
 from __future__ import annotations
 
+import string
+
 import pytest
 import torch
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, PreTrainedTokenizerFast
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -35,6 +37,37 @@ def word_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", eos_token="</s>")
+
+
+def bos_bpe_tokenizer() -> Tokenizer:
+    """Byte-level BPE that puts BOS first, as SmolLM2's does: the kind genai's tokenizer reads. Trained
+    on printable ASCII only, so every token is whole characters and a random model's text is the same
+    however it is decoded (whole or streamed)."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    text = ["Permission is hereby granted, free of charge, to any person obtaining a copy", string.printable[:95]]
+    tok.train_from_iterator(text, trainers.BpeTrainer(vocab_size=200, special_tokens=["<s>", "</s>"], show_progress=False))
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))])
+    return tok
+
+
+def bos_bpe_model(path):
+    """A llama MoDE model under `path` (2 blocks, 1 random expert layer each, domains legal and med,
+    mixing gates) whose backbone ships bos_bpe_tokenizer(): for onnxruntime-genai's own tokenizer
+    (tests/test_app.py, scripts/arm64_check.py). Weights at init range 0.1, so BOS moves the logits."""
+    tok = bos_bpe_tokenizer()
+    config = LlamaConfig(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+                         vocab_size=tok.get_vocab_size(), intermediate_size=96, max_position_embeddings=256,
+                         initializer_range=0.1, bos_token_id=tok.token_to_id("<s>"), eos_token_id=tok.token_to_id("</s>"))
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).eval().save_pretrained(path / "backbone")
+    tok.save(str(path / "backbone" / "tokenizer.json"))
+    mode = store.create(path / "model", str(path / "backbone"), ["legal", "med"], blocks=2, expert_layers=1,
+                        init="random", seed=0)
+    randomize_gates(mode)
+    store.save(mode, path / "model")
+    return path / "model"
 
 
 def make_backbone(kind: str, path, with_tokenizer: bool = True):

@@ -71,3 +71,28 @@ def test_genai_folder_refuses_to_overwrite_other_things(bundles, tmp_path):
     with pytest.raises(EdgemodeError, match="unknown domain"):
         write(bundles["int4"], tmp_path / "g", ["zz"])
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me" and not (tmp_path / "g").exists()
+
+
+def test_genai_folder_refuses_a_tampered_bundle_and_leaves_nothing(bundles, tmp_path):
+    """The folder goes onto devices: a weight byte changed in place (same size) is caught by sha256."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from edgemode.cli import cli
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(bundles["int4"], bundle)
+    write(bundle, tmp_path / "genai")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "genai").iterdir() if not p.name.endswith(".data")}
+    for name in ("backbone.block0.onnx.data", "gates.block0.onnx", "tokenizer.json"):
+        original = (bundle / name).read_bytes()
+        os.unlink(bundle / name)  # a new file: the folder's hard links keep the original bytes
+        middle = len(original) // 2
+        (bundle / name).write_bytes(original[:middle] + bytes([original[middle] ^ 1]) + original[middle + 1:])
+        done = CliRunner().invoke(cli, ["genai", str(bundle), "-o", str(tmp_path / "genai")])
+        assert done.exit_code == 1
+        assert done.output == f"edgemode: error: bundle file {name} does not match its sha256 in the manifest (corrupt or tampered)\n"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "genai"]  # no temporary folder left
+        assert {p.name: p.read_bytes() for p in (tmp_path / "genai").iterdir() if not p.name.endswith(".data")} == before
+        (bundle / name).write_bytes(original)
