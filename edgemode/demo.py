@@ -32,8 +32,9 @@ def default_recipe() -> dict:
 
     return {
         "backbone": DEFAULT_BACKBONE, "domains": DOMAINS, "blocks": 3, "expert_layers": 2, "init": "copy", "seed": 0,
-        "expert": {"steps": recipe.EXPERT_STEPS, "rehearsal": recipe.DEFAULT_REHEARSAL},
-        "compose": {"steps": recipe.COMPOSE_STEPS, "high_first": recipe.DEFAULT_HIGH_FIRST},
+        "expert": {"steps": recipe.EXPERT_STEPS, "rehearsal": recipe.DEFAULT_REHEARSAL, "lr": recipe.LR,
+                   "gate_lr": recipe.GATE_LR},
+        "compose": {"steps": recipe.COMPOSE_STEPS, "high_first": recipe.DEFAULT_HIGH_FIRST, "gate_lr": recipe.GATE_LR},
         "corpora": {c: json.loads((data.fetch(c) / "meta.json").read_text()) for c in DOMAINS + ["general"]},
     }
 
