@@ -12,8 +12,8 @@ the same rows:
                same composition batches: 2 x --steps + --compose-steps updates for every method. Scored
                with one configuration for every column ({legal,med} for MoDE-2).
 
-Learning rates: each one-domain method is trained on the first domain at the three rates of RATES and
-keeps the one with the lowest perplexity on the validation split (the held-out split's last --tokens
+Learning rates: each one-domain method is trained on the first domain at the three rates of RATES for
+--sweep-steps updates and keeps the one with the lowest perplexity on the validation split (the held-out split's last --tokens
 tokens, which no table reports); every other run uses the kept rate. --curve scores the kept one-domain
 runs after more steps as well (one run extended: N steps then M more are the same bits as N + M).
 
@@ -24,7 +24,7 @@ an int4 export of the MoDE-2 model), a LoRA adapter as peft saves it (fp32).
 
 Runs are cached and resumable under --root. Prints markdown tables and a JSON line; --plot writes the curve.
 
-    python scripts/baselines.py [--steps 120] [--compose-steps 20] [--curve 60,240] [--plot docs/scaling.png]
+    python scripts/baselines.py [--steps 50] [--sweep-steps 20] [--two mode] [--curve 100] [--plot docs/scaling.png]
 """
 
 from __future__ import annotations
@@ -283,6 +283,10 @@ def main():
     parser.add_argument("--compose-steps", type=int, default=recipe.COMPOSE_STEPS)
     parser.add_argument("--rehearsal", default=recipe.DEFAULT_REHEARSAL, choices=recipe.REHEARSAL)
     parser.add_argument("--rates", default=None, help="method=rate,... to skip the sweep, e.g. mode=3e-4,lora=3e-4,full=3e-5")
+    parser.add_argument("--sweep-steps", type=int, default=None,
+                        help="score the sweep's rates after this many updates (default --steps); the kept rate's run goes on")
+    parser.add_argument("--two", default=",".join(RATES), help="methods of the two-domain table (LoRA-2 and full-2 "
+                        "cost 2 x --steps + --compose-steps updates each)")
     parser.add_argument("--curve", default="", help="more step counts to score the first domain's runs at, e.g. 60,240")
     parser.add_argument("--plot", type=Path, default=None, help="write the curve as a PNG here")
     parser.add_argument("--tokens", type=int, default=2048, help="tokens scored per text")
@@ -294,13 +298,20 @@ def main():
     results = {"steps": args.steps, "compose_steps": args.compose_steps, "rehearsal": args.rehearsal, "base": h.base,
                "lora_rank": h.rank}
 
-    points = sorted({args.steps, *(int(s) for s in args.curve.split(",") if s)})
+    sweep_steps = args.sweep_steps or args.steps
+    if not 0 < sweep_steps <= args.steps:
+        raise SystemExit(f"--sweep-steps must be between 1 and --steps ({args.steps}), got {sweep_steps}")
+    two_methods = [m for m in RATES if m in args.two.split(",")]
+    if "mode" not in two_methods or set(args.two.split(",")) - set(RATES):
+        raise SystemExit(f"--two: methods among {','.join(RATES)}, mode included; got {args.two}")
+    results["sweep_steps"] = sweep_steps
+    points = sorted({args.steps, sweep_steps, *(int(s) for s in args.curve.split(",") if s)})
     rates, sweep = {}, {}
     given = dict(item.split("=") for item in args.rates.split(",")) if args.rates else {}
     for method in RATES:
         candidates = [float(given[method])] if method in given else RATES[method]
         for lr in candidates:  # scored on the way at the curve's shorter points: a run only grows
-            rows = [one_domain(h, method, first, lr, steps) for steps in points if steps <= args.steps]
+            rows = [one_domain(h, method, first, lr, steps) for steps in points if steps <= sweep_steps]
             sweep.setdefault(method, {})[lr] = rows[-1][f"{first} valid"]
         rates[method] = min(sweep[method], key=sweep[method].get)
         log(f"{method}: {first} valid perplexity by rate {sweep[method]}; kept {rates[method]:g}")
@@ -310,10 +321,12 @@ def main():
     one = {d: {m: one_domain(h, m, d, rates[m], args.steps) for m in RATES} for d in DOMAINS}
     two = {"mode": two_domains(h, "mode", rates["mode"], {d: one[d]["mode"]["snapshot"] for d in DOMAINS})}
     sizes = int4_bytes(two["mode"]["folder"])
-    two.update({m: two_domains(h, m, rates[m]) for m in ("lora", "full")})
+    two.update({m: two_domains(h, m, rates[m]) for m in two_methods if m != "mode"})
     for d in DOMAINS:
         one[d]["mode"]["bytes"], one[d]["full"]["bytes"] = sizes["expert"], sizes["model"]
-    two["mode"]["bytes"], two["full"]["bytes"] = len(DOMAINS) * sizes["expert"], sizes["model"]
+    two["mode"]["bytes"] = len(DOMAINS) * sizes["expert"]
+    if "full" in two:
+        two["full"]["bytes"] = sizes["model"]
 
     curve = {m: {steps: one_domain(h, m, first, rates[m], steps) for steps in points} for m in RATES}
 
@@ -322,10 +335,10 @@ def main():
         rows = {f"{LABELS[m]}-1" if m != "full" else "full fine-tuning": one[d][m] for m in RATES}
         lines += table(f"One domain, {d}: {args.steps} updates", rows, h.base,
                        [f"{d} heldout", f"{d} unseen", "general heldout", "general unseen"])
-    rows = {"MoDE-2 {" + ",".join(DOMAINS) + "}" if m == "mode" else f"{LABELS[m]}-2": two[m] for m in RATES}
+    rows = {"MoDE-2 {" + ",".join(DOMAINS) + "}" if m == "mode" else f"{LABELS[m]}-2": two[m] for m in two_methods}
     lines += table(f"Two domains: {len(DOMAINS)} x {args.steps} + {args.compose_steps} updates", rows, h.base,
                    [f"{c} {part}" for c in DOMAINS + ["general"] for part in PARTS])
-    lines += [f"\nLearning-rate sweep ({first} valid perplexity, {args.steps} updates)\n",
+    lines += [f"\nLearning-rate sweep ({first} valid perplexity, {sweep_steps} updates)\n",
               "| method | " + " | ".join(f"rate {i + 1}" for i in range(3)) + " | kept |", "|---|---|---|---|---|"]
     lines += [f"| {LABELS[m]} | " + " | ".join(f"{lr:g}: {v:.2f}" for lr, v in sweep[m].items()) + f" | {rates[m]:g} |"
               for m in RATES]

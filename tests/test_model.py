@@ -108,20 +108,13 @@ def test_expert_with_wrong_shapes_is_a_clear_error(tmp_path, model_dir):
 
 
 def test_changed_backbone_is_detected(tmp_path, backbone_dir, model_dir):
-    target = tmp_path / "m"
-    _copy_model(model_dir, target)
-    manifest = json.loads((target / "mode.json").read_text())
-    manifest["backbone"]["fingerprint"] = "sha256:" + "0" * 64
-    (target / "mode.json").write_text(json.dumps(manifest))
+    target = _copy_with_manifest(model_dir, tmp_path / "m", lambda m: m["backbone"].update(fingerprint="sha256:" + "0" * 64))
     with pytest.raises(EdgemodeError, match="is not the one"):
         store.load(target)
 
 
 def test_model_directory_of_replacing_experts_asks_to_retrain(tmp_path, model_dir):
-    target = tmp_path / "m"
-    _copy_model(model_dir, target)
-    manifest = json.loads((target / "mode.json").read_text())
-    (target / "mode.json").write_text(json.dumps({**manifest, "schema": 1}))
+    target = _copy_with_manifest(model_dir, tmp_path / "m", lambda m: m.update(schema=1))
     with pytest.raises(EdgemodeError, match="replace a share of their block.*edgemode new.*re-train"):
         store.load(target)
 
@@ -145,6 +138,15 @@ def _copy_model(src, dst):
     import shutil
 
     shutil.copytree(src, dst)
+
+
+def _copy_with_manifest(src, dst, edit):
+    """A copy of model directory `src` whose mode.json `edit(manifest)` changed in place."""
+    _copy_model(src, dst)
+    manifest = json.loads((dst / "mode.json").read_text())
+    edit(manifest)
+    (dst / "mode.json").write_text(json.dumps(manifest))
+    return dst
 
 
 def _read_expert(model_dir, domain):

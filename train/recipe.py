@@ -1,7 +1,7 @@
 """The default training recipe: what `train-expert`, `compose` and `edgemode demo` run unless told
 otherwise. Chosen by the A/Bs in docs/QUALITY.md; kept free of torch so the CLI can show it in --help."""
 
-EXPERT_STEPS = 50  # `make demo` within 30 minutes on a 2-core AVX2 machine (docs/QUALITY.md)
+EXPERT_STEPS = 40  # `make demo` within 30 minutes on a 2-core AVX2 machine (docs/QUALITY.md)
 LR = 3e-4  # AdamW's rate for the experts' layers
 GATE_LR = 3e-3  # ... and for the gates: a few thousand weights that must move far in few steps
 COMPOSE_STEPS = 10
