@@ -22,7 +22,8 @@ sources never trained on) and unseen split (a source never trained on), in 256-t
 device: a MoDE expert's int4 graphs and a fully fine-tuned model's int4 embedding, layers and head (from
 an int4 export of the MoDE-2 model), a LoRA adapter as peft saves it (fp32).
 
-Runs are cached and resumable under --root. Prints markdown tables and a JSON line; --plot writes the curve.
+--two and --compare-on leave out the costliest rows (LoRA-2 and full-2; LoRA-1 and full-1 on the other
+domains) when time is short. Runs are cached and resumable under --root. Prints markdown tables and a JSON line; --plot writes the curve.
 
     python scripts/baselines.py [--steps 50] [--sweep-steps 20] [--two mode] [--curve 100] [--plot docs/scaling.png]
 """
@@ -287,6 +288,8 @@ def main():
                         help="score the sweep's rates after this many updates (default --steps); the kept rate's run goes on")
     parser.add_argument("--two", default=",".join(RATES), help="methods of the two-domain table (LoRA-2 and full-2 "
                         "cost 2 x --steps + --compose-steps updates each)")
+    parser.add_argument("--compare-on", default=",".join(DOMAINS),
+                        help="domains whose one-domain table has LoRA-1 and full-1 rows (MoDE-1 runs on every domain)")
     parser.add_argument("--curve", default="", help="more step counts to score the first domain's runs at, e.g. 60,240")
     parser.add_argument("--plot", type=Path, default=None, help="write the curve as a PNG here")
     parser.add_argument("--tokens", type=int, default=2048, help="tokens scored per text")
@@ -318,12 +321,18 @@ def main():
     results["sweep"] = {m: {f"{lr:g}": v for lr, v in s.items()} for m, s in sweep.items()}
     results["rates"] = rates
 
-    one = {d: {m: one_domain(h, m, d, rates[m], args.steps) for m in RATES} for d in DOMAINS}
+    compared = args.compare_on.split(",")
+    if not set(compared) <= set(DOMAINS) or first not in compared:
+        raise SystemExit(f"--compare-on: domains among {','.join(DOMAINS)}, {first} included; got {args.compare_on}")
+    methods = {d: [m for m in RATES if m == "mode" or d in compared] for d in DOMAINS}
+    one = {d: {m: one_domain(h, m, d, rates[m], args.steps) for m in methods[d]} for d in DOMAINS}
     two = {"mode": two_domains(h, "mode", rates["mode"], {d: one[d]["mode"]["snapshot"] for d in DOMAINS})}
     sizes = int4_bytes(two["mode"]["folder"])
     two.update({m: two_domains(h, m, rates[m]) for m in two_methods if m != "mode"})
     for d in DOMAINS:
-        one[d]["mode"]["bytes"], one[d]["full"]["bytes"] = sizes["expert"], sizes["model"]
+        one[d]["mode"]["bytes"] = sizes["expert"]
+        if "full" in one[d]:
+            one[d]["full"]["bytes"] = sizes["model"]
     two["mode"]["bytes"] = len(DOMAINS) * sizes["expert"]
     if "full" in two:
         two["full"]["bytes"] = sizes["model"]
@@ -332,7 +341,7 @@ def main():
 
     lines = []
     for d in DOMAINS:
-        rows = {f"{LABELS[m]}-1" if m != "full" else "full fine-tuning": one[d][m] for m in RATES}
+        rows = {f"{LABELS[m]}-1" if m != "full" else "full fine-tuning": one[d][m] for m in methods[d]}
         lines += table(f"One domain, {d}: {args.steps} updates", rows, h.base,
                        [f"{d} heldout", f"{d} unseen", "general heldout", "general unseen"])
     rows = {"MoDE-2 {" + ",".join(DOMAINS) + "}" if m == "mode" else f"{LABELS[m]}-2": two[m] for m in two_methods}
