@@ -19,6 +19,7 @@ from edgemode.cache import cache_dir
 from edgemode.train import recipe
 
 DOMAINS = ["legal", "med"]
+MODEL_SHAPE = {"blocks": 3, "expert_layers": 2, "init": "copy", "seed": 0}  # the default model's `create` settings
 PROMPTS = {
     "legal": "Permission is hereby granted, free of charge, to any person",
     "med": "Abnormality of the kidney is",
@@ -31,7 +32,7 @@ def default_recipe() -> dict:
     from edgemode.train import data
 
     return {
-        "backbone": DEFAULT_BACKBONE, "domains": DOMAINS, "blocks": 3, "expert_layers": 2, "init": "copy", "seed": 0,
+        "backbone": DEFAULT_BACKBONE, "domains": DOMAINS, **MODEL_SHAPE,
         "expert": {"steps": recipe.EXPERT_STEPS, "rehearsal": recipe.DEFAULT_REHEARSAL, "lr": recipe.LR,
                    "gate_lr": recipe.GATE_LR},
         "compose": {"steps": recipe.COMPOSE_STEPS, "high_first": recipe.DEFAULT_HIGH_FIRST, "gate_lr": recipe.GATE_LR},

@@ -41,7 +41,7 @@ import torch
 
 from edgemode.bundle import manifest as bundle_manifest
 from edgemode.cache import cache_dir
-from edgemode.demo import DOMAINS
+from edgemode.demo import DOMAINS, MODEL_SHAPE
 from edgemode.model import create, load
 from edgemode.model.backbones import DEFAULT_BACKBONE, load_backbone
 from edgemode.runtime.perplexity import perplexity
@@ -81,7 +81,7 @@ class Harness:
     def mode_dir(self, name: str) -> Path:
         folder = self.root / name
         if not (folder / "mode.json").is_file():
-            create(folder, self.backbone, DOMAINS, blocks=3, expert_layers=2, init="copy", seed=0)
+            create(folder, self.backbone, DOMAINS, **MODEL_SHAPE)
         return folder
 
     def schedule(self, steps: int, lr: float) -> Schedule:

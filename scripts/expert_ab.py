@@ -20,9 +20,10 @@ import sys
 from pathlib import Path
 
 import torch
+from baselines import mode_logits  # scripts/ is on the path when a script runs
 
 from edgemode.cache import cache_dir
-from edgemode.demo import DOMAINS
+from edgemode.demo import DOMAINS, MODEL_SHAPE
 from edgemode.model import create, load, store
 from edgemode.model.backbones import DEFAULT_BACKBONE
 from edgemode.runtime.perplexity import perplexity
@@ -47,7 +48,7 @@ def main():
 
     folder = args.root / args.name
     if not (folder / "mode.json").is_file():
-        mode = create(folder, args.backbone, DOMAINS, blocks=3, expert_layers=2, init="copy", seed=0)
+        mode = create(folder, args.backbone, DOMAINS, **MODEL_SHAPE)
         if args.gate_init is not None:
             with torch.no_grad():
                 for gate in mode.gates:
@@ -59,12 +60,8 @@ def main():
     texts[f"{domain} valid"] = trainer.tokens(folder, domain, "heldout")[-args.tokens:]
 
     def score(active):
-        mode = load(folder)
+        logits = mode_logits(load(folder), active)
         torch.set_num_threads(args.threads)
-
-        def logits(ids):
-            with torch.no_grad():
-                return mode(torch.as_tensor(ids)[None], domains=active)[0].numpy()
         return {name: perplexity(logits, ids, 256)["ppl"] for name, ids in texts.items()}
 
     base_file = args.root / f"backbone-{domain}-{args.tokens}.json"
