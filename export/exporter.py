@@ -189,8 +189,9 @@ def _write_kv_scales(tmp: Path, engine, mode, calibration: list[tuple[str, str]]
             "text than it would with scales from text like it (export --calibration FILE)")
         texts, label = [np.random.default_rng(0).integers(0, mode.config.vocab_size, length)], RANDOM_CALIBRATION
     started = time.time()
+    log(f"calibrating the KV-cache scales on {label}, with no experts and with all of them")
     kv_scales.write(tmp / names.KV_SCALES_FILE, calibrate(engine, texts))
-    log(f"KV-cache scales ({names.KV_SCALES_FILE}) calibrated on {label} in {time.time() - started:.1f} s")
+    log(f"wrote {names.KV_SCALES_FILE} in {time.time() - started:.1f} s")
     return label
 
 
