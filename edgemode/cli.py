@@ -288,6 +288,8 @@ def inspect(bundle, as_json, verify):
                f"{manifest.layout.expert_layers} expert layers per block")
     click.echo(f"quant       {dict(manifest.quantization)}")
     click.echo(f"context     {manifest.max_context} tokens")
+    click.echo(f"KV scales   {manifest.kv_scales}, calibrated on {manifest.kv_calibration}" if manifest.kv_scales
+               else "KV scales   none (exported before them): --kv fp32 only")
     click.echo(f"domains     {', '.join(manifest.domains) or '(none)'}")
     for name, entry in files.items():
         click.echo(f"  {entry.bytes / 1e6:10.2f} MB  {name}")

@@ -178,5 +178,12 @@ def test_export_records_what_the_scales_were_calibrated_on(tmp_path, model_dir):
     export(model_dir, tmp_path / "b", quant="fp32", max_context=64, calibration=[("notes.txt", text)])
     manifest = bundle_manifest.read(tmp_path / "b")
     assert manifest.kv_calibration == "notes.txt (64 tokens)" and manifest.kv_scales == names.KV_SCALES_FILE
+    shown = CliRunner().invoke(cli, ["inspect", str(tmp_path / "b")]).stdout
+    assert "KV scales   kv_scales.npz, calibrated on notes.txt (64 tokens)" in shown
+    (tmp_path / "notes.txt").write_text(text)
+    result = CliRunner().invoke(cli, ["export", str(model_dir), "-o", str(tmp_path / "c"), "--context", "32",
+                                      "--calibration", str(tmp_path / "notes.txt")])
+    assert result.exit_code == 0, result.output
+    assert bundle_manifest.read(tmp_path / "c").kv_calibration == "notes.txt (32 tokens)"
     export(model_dir, tmp_path / "r", quant="fp32", max_context=64)
     assert bundle_manifest.read(tmp_path / "r").kv_calibration.startswith("random token ids")
