@@ -1,7 +1,8 @@
 """Long context with each KV cache type: perplexity over whole 8k-token windows, and a needle test.
 
-    python scripts/long_context.py [--bundle B] [--kv fp32,int8,int4] [--lengths 2048,4096,8192]
-                                   [--depths 10] [--plot docs/long-context.png]
+    python scripts/long_context.py [--bundle B] [--kv fp32,int8,int4] [--documents gdpr,india]
+                                   [--lengths 2048,4096,8192] [--depths 10] [--skip perplexity|needle]
+                                   [--plot docs/long-context.png]
 
 Perplexity: the first --window tokens (default 8192, the model's window) of two long documents, run
 as one sequence through the runtime (prefill in 256-token chunks, each attending to the cache the
@@ -36,13 +37,14 @@ CHUNK = 256
 
 
 def long_documents() -> dict[str, str]:
-    """Each long document as one text: its articles in their order."""
+    """key -> (name, text): each long document as one text, its articles in their order."""
     from edgemode.train import data
 
     sources = {s.name: s for part in data.SOURCES["legal"].values() for s in part}
     gdpr = [text for doc_id, text in sources["eu-regulations"].documents() if doc_id.startswith("eu-regulations/gdpr/")]
     india = [text for _, text in sources["india-constitution"].documents()]
-    return {"GDPR (legal, training source)": "\n\n".join(gdpr), "Constitution of India (legal, unseen)": "\n\n".join(india)}
+    return {"gdpr": ("GDPR (legal, training source)", "\n\n".join(gdpr)),
+            "india": ("Constitution of India (legal, unseen)", "\n\n".join(india))}
 
 
 def window_nll(engine: Engine, ids: np.ndarray) -> float:
@@ -81,6 +83,7 @@ def main() -> None:
     parser.add_argument("--lengths", default="2048,4096,8192")
     parser.add_argument("--depths", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--documents", default="gdpr,india", help="long documents to score: gdpr, india")
     parser.add_argument("--skip", choices=["perplexity", "needle"], default=None)
     parser.add_argument("--plot", type=Path, default=None)
     args = parser.parse_args()
@@ -89,7 +92,7 @@ def main() -> None:
     results = {"bundle": str(bundle), "perplexity": [], "needle": []}
 
     if args.skip != "perplexity":
-        documents = long_documents()
+        documents = {name: text for key, (name, text) in long_documents().items() if key in args.documents.split(",")}
         for kv in kv_types:
             engine = Engine.load(bundle, [], threads=args.threads, kv=kv)
             for name, text in documents.items():

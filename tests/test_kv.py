@@ -19,7 +19,7 @@ from edgemode.kv import KV_TYPES
 from edgemode.layout import Layout
 from edgemode.runtime import Engine, kv_scales
 
-from conftest import DOMAINS
+from conftest import DOMAINS, edit_manifest
 
 # RMS(logits with a quantized cache - with fp32) / RMS(logits with fp32), 96 tokens prefilled in
 # chunks of 16 (every chunk after the first attends to quantized keys and values). Measured on the
@@ -113,19 +113,12 @@ def copy_bundle(tmp_path, bundle):
     return copy
 
 
-def rewrite_manifest(bundle, edit):
-    path = bundle / bundle_manifest.MANIFEST
-    manifest = json.loads(path.read_text())
-    edit(manifest)
-    path.write_text(json.dumps(manifest))
-
-
 def test_a_bundle_without_scales_runs_fp32_kv_and_refuses_quantized(tmp_path, bundles):
     bundle = copy_bundle(tmp_path, bundles["int4"])
 
     def drop(manifest):
         del manifest["kv_scales"], manifest["kv_calibration"], manifest["files"][names.KV_SCALES_FILE]
-    rewrite_manifest(bundle, drop)
+    edit_manifest(bundle, drop)
     (bundle / names.KV_SCALES_FILE).unlink()
     Engine.load(bundle, DOMAINS).logits([1, 2, 3])
     with pytest.raises(BundleError, match="no KV-cache scales .* export it again"):
@@ -148,7 +141,7 @@ def test_altered_scales_are_refused(tmp_path, bundles):
         absmax[first] = broken(absmax[first])
         kv_scales.write(path, absmax)
         entry = bundle_manifest.describe_files(bundle, [names.KV_SCALES_FILE])[names.KV_SCALES_FILE]
-        rewrite_manifest(bundle, lambda m: m["files"].update({names.KV_SCALES_FILE: {"bytes": entry.bytes, "sha256": entry.sha256}}))
+        edit_manifest(bundle, lambda m: m["files"].update({names.KV_SCALES_FILE: {"bytes": entry.bytes, "sha256": entry.sha256}}))
         with pytest.raises(BundleError, match=f"no valid scales for {first}"):
             Engine.load(bundle, [], kv="int8")
         Engine.load(bundle, [])  # fp32 KV never reads them
