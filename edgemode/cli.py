@@ -132,7 +132,7 @@ def new(model_dir, backbone, domains, blocks, expert_layers, init, seed):
               "whole window (a device's budget then sets what a load holds, by KV type: `edgemode plan`).")
 @click.option("--calibration", "calibration_files", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Text file to calibrate the KV-cache scales on (repeatable; the first 1024 tokens of each). Default: "
-              "the general corpus's and the exported domains' training text when fetched (as `edgemode demo` does), "
+              "the training text of each built-in corpus already fetched (general, legal, med; as `edgemode demo` does), "
               "else random token ids, with a warning.")
 @click.option("--block-size", default=32, show_default=True, help="int4 quantization block size.")
 @click.option("--accuracy-level", default=4, show_default=True, help="int4 MatMulNBits accuracy level (4: int8 compute).")
