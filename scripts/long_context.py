@@ -3,6 +3,7 @@
     python scripts/long_context.py [--bundle B] [--kv fp32,int8,int4] [--documents gdpr,india]
                                    [--lengths 2048,4096,8192] [--depths 10] [--skip perplexity|needle]
                                    [--plot docs/long-context.png]
+    python scripts/long_context.py --merge RUN1.out RUN2.out ... [--plot docs/long-context.png]
 
 Perplexity: the first --window tokens (default 8192, the model's window) of two long documents, run
 as one sequence through the runtime (prefill in 256-token chunks, each attending to the cache the
@@ -34,6 +35,7 @@ from edgemode.runtime import Engine
 FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
 QUESTION = "\nWhat is the pass key? The pass key is"
 CHUNK = 256
+NEW_TOKENS = 8  # of the needle's answer
 
 
 def long_documents() -> dict[str, str]:
@@ -63,6 +65,7 @@ def window_nll(engine: Engine, ids: np.ndarray) -> float:
 
 def needle_prompt(engine: Engine, length: int, depth: float, key: str) -> list[int]:
     """`length` tokens: filler with the passkey sentence at `depth` (0 to 1), then the question."""
+    length = min(length, engine.max_context - NEW_TOKENS)  # room for the answer
     encode = lambda text: engine.tokenizer.encode(text, add_special_tokens=False).ids  # noqa: E731
     needle, question = encode(f" The pass key is {key}. Remember it. {key} is the pass key. "), encode(QUESTION)
     filler = encode(FILLER * (length // 10 + 1))
@@ -86,12 +89,20 @@ def main() -> None:
     parser.add_argument("--documents", default="gdpr,india", help="long documents to score: gdpr, india")
     parser.add_argument("--skip", choices=["perplexity", "needle"], default=None)
     parser.add_argument("--plot", type=Path, default=None)
+    parser.add_argument("--merge", type=Path, nargs="+", default=None,
+                        help="print the tables (and --plot) of earlier runs' outputs together, running nothing")
     args = parser.parse_args()
     bundle = args.bundle or default_bundle_dir()
     kv_types = args.kv.split(",")
     results = {"bundle": str(bundle), "perplexity": [], "needle": []}
+    if args.merge:
+        for output in args.merge:
+            earlier = json.loads(output.read_text().strip().splitlines()[-1])
+            results["perplexity"] += earlier["perplexity"]
+            results["needle"] += earlier["needle"]
+        args.skip = "both"
 
-    if args.skip != "perplexity":
+    if args.skip not in ("perplexity", "both"):
         documents = {name: text for key, (name, text) in long_documents().items() if key in args.documents.split(",")}
         for kv in kv_types:
             engine = Engine.load(bundle, [], threads=args.threads, kv=kv)
@@ -106,7 +117,7 @@ def main() -> None:
                     print(f"# {kv} {name} {{{','.join(domains)}}}: ppl {row['ppl']:.4f} over {len(ids)} tokens "
                           f"({time.time() - started:.0f} s)", flush=True)
 
-    if args.skip != "needle":
+    if args.skip not in ("needle", "both"):
         depths = np.linspace(0, 1, args.depths)
         keys = [f"{k:05d}" for k in np.random.default_rng(0).integers(10_000, 100_000, args.depths)]
         for kv in kv_types:
@@ -114,7 +125,7 @@ def main() -> None:
             for length in map(int, args.lengths.split(",")):
                 for depth, key in zip(depths, keys):
                     prompt = needle_prompt(engine, length, depth, key)
-                    answer = engine.tokenizer.decode(list(engine.generate_ids(prompt, 8)))
+                    answer = engine.tokenizer.decode(list(engine.generate_ids(prompt, NEW_TOKENS)))
                     row = {"kv": kv, "length": len(prompt), "depth": float(depth), "key": key, "answer": answer,
                            "retrieved": key in answer.replace(" ", "")}
                     results["needle"].append(row)
@@ -142,10 +153,13 @@ def print_tables(results: dict, kv_types: list[str]) -> None:
         lengths = sorted({r["length"] for r in results["needle"]})
         print("\n| KV | " + " | ".join(f"{n} tokens" for n in lengths) + " |")
         print("|---|" + "---|" * len(lengths))
-        for kv in kv_types:
+        for kv in [k for k in kv_types if any(r["kv"] == k for r in results["needle"])]:
             cells = []
             for n in lengths:
                 found = [r for r in results["needle"] if r["kv"] == kv and r["length"] == n]
+                if not found:
+                    cells.append("-")
+                    continue
                 missed = [f"{r['depth']:.0%}" for r in found if not r["retrieved"]]
                 cells.append(f"{len(found) - len(missed)}/{len(found)}" + (f" (missed at {', '.join(missed)})" if missed else ""))
             print(f"| {kv} | " + " | ".join(cells) + " |")
