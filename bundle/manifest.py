@@ -144,6 +144,8 @@ class Manifest:
     tokenizer: str
     eos_token_ids: tuple[int, ...]
     evidence: str | None = None  # only in bundles exported with --evidence
+    kv_scales: str | None = None  # calibrated key and value ranges for quantized KV caches (runtime/kv_scales.py);
+    kv_calibration: str | None = None  # what they were calibrated on; both absent in bundles exported before them
     files: Mapping[str, FileEntry]
 
     def __post_init__(self):
@@ -284,18 +286,21 @@ def _parse(data: dict, bundle: Path) -> Manifest:
         _require(isinstance(graphs.get(key), str), f"graphs.{key}")
     graphs = Graphs(graphs["embedding"], graphs["head"], tuple(graphs["backbone"]), tuple(graphs["gates"]),
                     {d: tuple(experts[d]) for d in domains})
-    tokenizer, evidence = data.get("tokenizer"), data.get("evidence")
+    tokenizer, evidence, kv_scales = data.get("tokenizer"), data.get("evidence"), data.get("kv_scales")
     manifest = Manifest(
         backbone=backbone, layout=Layout.from_json(layout), max_context=data["max_context"],
         quantization=data["quantization"], domains=tuple(domains), graphs=graphs,
         embedding_table=_embedding_table(data.get("embedding_table"), files, backbone), tokenizer=tokenizer,
-        eos_token_ids=tuple(eos), evidence=evidence,
+        eos_token_ids=tuple(eos), evidence=evidence, kv_scales=kv_scales, kv_calibration=data.get("kv_calibration"),
         files={name: FileEntry(entry["bytes"], entry["sha256"]) for name, entry in files.items()},
     )
     for name in manifest.graph_files() + [tokenizer]:
         _require(isinstance(name, str) and name in files, f"{name!r} is not listed in files")
     if "evidence" in data:
         _require(isinstance(evidence, str) and evidence in files, "evidence is not listed in files")
+    if "kv_scales" in data:
+        _require(isinstance(kv_scales, str) and kv_scales in files, "kv_scales is not listed in files")
+        _require(isinstance(data.get("kv_calibration"), str), "kv_calibration")
     return manifest
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 # Component graph files.
 EMBEDDING_FILE, HEAD_FILE = "embedding.onnx", "head.onnx"
+KV_SCALES_FILE = "kv_scales.npz"  # each attention layer's calibrated key and value ranges (runtime/kv_scales.py)
 EVIDENCE_FILE = "evidence.npz"  # optional: `export --evidence`'s index of training passages (edgemode.explain.evidence)
 
 

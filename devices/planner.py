@@ -1,7 +1,7 @@
 """The memory planner: what a MoDE bundle needs on a device, computed from shapes alone.
 
     total = weights (per component, at the bundle's precision; the embedding table stays on disk)
-          + KV cache (every layer that runs, expert layers included, at the planned context)
+          + KV cache (every layer that runs, expert layers included, at the planned context and KV type)
           + activations (one prefill chunk) + runtime (interpreter, onnxruntime, tokenizer)
 
 The runtime runs a domain set as one composed session. A switch releases the previous session
@@ -20,6 +20,7 @@ from collections.abc import Mapping
 
 from edgemode import EdgemodeError
 from edgemode.bundle.manifest import Shape
+from edgemode.kv import FP32, KV_TYPES, KVType
 from edgemode.layout import Layout
 
 MB = 1024 * 1024
@@ -72,13 +73,14 @@ def bytes_per_weight(quantization: Mapping, matrix: str = "decoder") -> float:
 
 
 def plan(shape: Shape, layout: Layout, domains: int, quantization: Mapping, context: int,
-         budget_bytes: int | None = None) -> dict:
-    """Memory needed to run `domains` experts at `context` tokens; with a budget, whether it fits."""
+         budget_bytes: int | None = None, kv: KVType = FP32, window: int | None = None) -> dict:
+    """Memory needed to run `domains` experts at `context` tokens with a `kv` cache, in graphs made
+    for a `window` (default: `context`); with a budget, whether it fits."""
     if context < 2:
         raise EdgemodeError(f"the context must be at least 2 tokens, got {context}")
     bpw = bytes_per_weight(quantization)
     norms = 2 * shape.hidden_size * 4
-    rotary = 2 * context * (shape.kv_head_dim // 2) * 4  # cos/sin caches, one pair per decoder graph
+    rotary = 2 * max(context, window or 0) * (shape.kv_head_dim // 2) * 4  # cos/sin caches, one pair per decoder graph
     layer = layer_params(shape) * bpw + norms
     blocks = len(layout.blocks)
     components = {
@@ -87,33 +89,51 @@ def plan(shape: Shape, layout: Layout, domains: int, quantization: Mapping, cont
         "gates": blocks * shape.hidden_size * (1 + domains) * 4 if domains else 0,
         "experts": domains * blocks * (layout.expert_layers * layer + rotary),
     }
-    kv = 2 * layout.running_layers(domains) * shape.kv_heads * shape.kv_head_dim * context * 4
+    kv_bytes = layout.running_layers(domains) * kv.layer_bytes(shape.kv_heads, shape.kv_head_dim, context)
     chunk = min(PREFILL_CHUNK, context)
     activations = 4 * (chunk * (3 * shape.intermediate_size + 6 * shape.hidden_size + shape.num_heads * context)
                        + shape.vocab_size)
     weights = sum(components.values())
-    total = weights + kv + activations + RUNTIME_BYTES
+    total = weights + kv_bytes + activations + RUNTIME_BYTES
     result = {
         "shape": Shape.to_json(shape), "layout": layout.to_json(), "domains": domains,
-        "quantization": dict(quantization), "context": context,
+        "quantization": dict(quantization), "context": context, "kv": kv.name,
         "components": {k: int(v) for k, v in components.items()},
-        "weights_bytes": int(weights), "kv_bytes": int(kv), "activation_bytes": int(activations),
+        "weights_bytes": int(weights), "kv_bytes": int(kv_bytes), "activation_bytes": int(activations),
         "runtime_bytes": RUNTIME_BYTES, "total_bytes": int(total),
-        "switch_bytes": int(weights + kv),
+        "switch_bytes": int(weights + kv_bytes),
     }
     if budget_bytes is not None:
         result.update(budget_bytes=budget_bytes, fits=total <= budget_bytes)
         if total > budget_bytes:
-            result["suggestions"] = suggestions(shape, layout, domains, quantization, context, budget_bytes)
+            result["suggestions"] = suggestions(shape, layout, domains, quantization, context, budget_bytes, kv)
     return result
 
 
-def suggestions(shape: Shape, layout: Layout, domains: int, quantization: Mapping, context: int, budget: int) -> list[str]:
-    """What would make it fit: fewer bits, a shorter context, or fewer domains."""
-    fits = lambda d=domains, q=quantization, c=context: plan(shape, layout, d, q, c)["total_bytes"] <= budget  # noqa: E731
+def longest_context(shape: Shape, layout: Layout, domains: int, quantization: Mapping, kv: KVType, budget: int,
+                    window: int) -> int:
+    """The longest context up to `window` (the graphs' own) whose plan fits `budget` (memory grows
+    with the context); 0 when not even 2 tokens fit."""
+    fits = lambda c: plan(shape, layout, domains, quantization, c, kv=kv, window=window)["total_bytes"] <= budget  # noqa: E731
+    if not fits(2):
+        return 0
+    low, high = 2, window  # fits(low); the answer is in [low, high]
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    return low
+
+
+def suggestions(shape: Shape, layout: Layout, domains: int, quantization: Mapping, context: int, budget: int,
+                kv: KVType = FP32) -> list[str]:
+    """What would make it fit: fewer bits, a smaller KV type, a shorter context, or fewer domains."""
+    fits = lambda d=domains, q=quantization, c=context, k=kv: plan(shape, layout, d, q, c, kv=k)["total_bytes"] <= budget  # noqa: E731
     found = []
     if quantization.get("weights") != "int4" and fits(q={"weights": "int4", "block_size": 32}):
         found.append("quantize to int4 (export --quant int4)")
+    smaller = [k for k in KV_TYPES.values() if k.bits < kv.bits and fits(k=k)]
+    if smaller:
+        found.append(f"an {smaller[0].name} KV cache (--kv {smaller[0].name})")
     c = context
     while c > 2 and not fits(c=c):
         c = max(2, c // 2)

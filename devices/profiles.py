@@ -3,8 +3,9 @@
 Fields: name, ram_bytes, budget_bytes (what the model may use: weights + KV + activations +
 runtime), cores and threads (threads at most cores), arch and cpu_features (the /proc/cpuinfo
 features that pick onnxruntime's int4 kernels: devices/cpu.py), execution_providers (preferred
-first; the runtime takes the first its onnxruntime has), quantization defaults, max_context,
-sources (where each number comes from). Standard library only.
+first; the runtime takes the first its onnxruntime has), quantization defaults,
+sources (where each number comes from). The context a load holds follows from the budget, the
+domains and the KV type (devices/planner.py: longest_context), not from the profile. Standard library only.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from edgemode.devices import cpu
 FOLDER = Path(__file__).parent
 MAX_THREADS = 256  # onnxruntime gives each session its own pool; thousands of threads never return
 REQUIRED = {"name": str, "budget_bytes": int, "cores": int, "threads": int, "arch": str, "cpu_features": list,
-            "execution_providers": list, "quantization": dict, "max_context": int}
+            "execution_providers": list, "quantization": dict}
 
 
 def names() -> list[str]:
@@ -33,8 +34,8 @@ def load(device: str) -> dict:
     for key, kind in REQUIRED.items():
         if not isinstance(profile.get(key), kind) or isinstance(profile.get(key), bool):
             raise EdgemodeError(f"device profile {path}: {key!r} must be a {kind.__name__}")
-    if profile["budget_bytes"] <= 0 or profile["max_context"] < 2 or not 1 <= profile["threads"] <= MAX_THREADS:
-        raise EdgemodeError(f"device profile {path}: budget_bytes and max_context must be positive, threads 1 to {MAX_THREADS}")
+    if profile["budget_bytes"] <= 0 or not 1 <= profile["threads"] <= MAX_THREADS:
+        raise EdgemodeError(f"device profile {path}: budget_bytes must be positive, threads 1 to {MAX_THREADS}")
     if profile["arch"] not in cpu.KERNEL_FEATURES or not profile["threads"] <= profile["cores"]:
         raise EdgemodeError(f"device profile {path}: arch must be one of {', '.join(cpu.KERNEL_FEATURES)}, threads at most cores")
     if not all(isinstance(f, str) for f in profile["cpu_features"] + profile["execution_providers"]):

@@ -56,6 +56,18 @@ class Group(click.Group):
             ctx.exit(1)
 
 
+SHAPE_WINDOW = 8192  # plan --shape's default context: SmolLM2's window (Nano's is not published)
+
+
+def kv_option(f):
+    """--kv, shared by the verbs that load a bundle."""
+    from edgemode.kv import KV_TYPES
+
+    return click.option("--kv", type=click.Choice(list(KV_TYPES)), default="fp32", show_default=True,
+                        help="KV cache type. int8 and int4 keep 1/4 and 1/8 of fp32's bytes, quantized with the bundle's "
+                        "calibrated scales: longer contexts in the same memory (docs/LONG_CONTEXT.md).")(f)
+
+
 def _debug(ctx) -> bool:
     return bool(ctx.obj and ctx.obj.get("debug")) or os.environ.get("EDGEMODE_DEBUG") == "1"
 
@@ -116,7 +128,12 @@ def new(model_dir, backbone, domains, blocks, expert_layers, init, seed):
               "its defaults apply and the export is refused if it cannot fit.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("bundle"), show_default=True,
               help="Bundle directory to write (replaced atomically if it holds a bundle).")
-@click.option("--context", type=int, default=None, help="Longest sequence the bundle serves. Default: min(model's, 2048).")
+@click.option("--context", type=int, default=None, help="Longest sequence the bundle serves. Default: the backbone's "
+              "whole window (a device's budget then sets what a load holds, by KV type: `edgemode plan`).")
+@click.option("--calibration", "calibration_files", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Text file to calibrate the KV-cache scales on (repeatable; the first 1024 tokens of each). Default: "
+              "the training text of each built-in corpus already fetched (general, legal, med; as `edgemode demo` does), "
+              "else random token ids, with a warning.")
 @click.option("--block-size", default=32, show_default=True, help="int4 quantization block size.")
 @click.option("--accuracy-level", default=4, show_default=True, help="int4 MatMulNBits accuracy level (4: int8 compute).")
 @click.option("--vocab-bits", type=click.Choice(["4", "8"]), default="8", show_default=True,
@@ -126,7 +143,8 @@ def new(model_dir, backbone, domains, blocks, expert_layers, init, seed):
 @click.option("--evidence", type=click.IntRange(1, None), is_flag=False, flag_value=128, default=None, metavar="[N]",
               help="Also store an evidence index for `edgemode explain`: N passages of up to 64 tokens (default 128) "
               "of each domain's training split; on SmolLM2 1.2 KB per token, 16 MB for legal and med at 128. Off by default.")
-def export(model_dir, domains, quant, device, output, context, block_size, accuracy_level, vocab_bits, evidence):
+def export(model_dir, domains, quant, device, output, context, calibration_files, block_size, accuracy_level, vocab_bits,
+           evidence):
     """Export MODEL_DIR to a bundle of per-component ONNX graphs, checked against PyTorch.
 
     Without MODEL_DIR, exports the built-in default model (see `edgemode demo`).
@@ -141,8 +159,13 @@ def export(model_dir, domains, quant, device, output, context, block_size, accur
         if not (model_dir / "mode.json").is_file():
             raise EdgemodeError("no MODEL_DIR given and the default model is not built yet: run `edgemode demo` first")
 
-    run_export(model_dir, output, _domains(domains), quant, context, Int4Config(block_size, accuracy_level, vocab_bits=int(vocab_bits)), device=device,
-               evidence=None if evidence is None else EvidenceIndex(evidence))
+    from edgemode.train.data import calibration_texts
+
+    domains = _domains(domains)
+    calibration = ([(f.name, f.read_text(encoding="utf-8", errors="replace")) for f in calibration_files] if calibration_files
+                   else calibration_texts())
+    run_export(model_dir, output, domains, quant, context, Int4Config(block_size, accuracy_level, vocab_bits=int(vocab_bits)),
+               device=device, evidence=None if evidence is None else EvidenceIndex(evidence), calibration=calibration)
 
 
 @cli.command()
@@ -155,15 +178,17 @@ def export(model_dir, domains, quant, device, output, context, block_size, accur
 @click.option("--top-p", default=1.0, show_default=True, help="Nucleus sampling mass.")
 @click.option("--seed", default=None, type=click.IntRange(0, None), help="Seed for sampling.")
 @click.option("--threads", default=None, type=int, help="onnxruntime intra-op threads (1-256). Default: onnxruntime's.")
-@click.option("--device", default=None, help="Device profile: refuse to load beyond its memory budget.")
+@click.option("--device", default=None, help="Device profile: the context is what its memory budget holds with these "
+              "domains and this KV type, and a longer prompt is refused before any work.")
+@kv_option
 @click.option("--trace", is_flag=True, help="Instead of streaming text, print each generated token with every "
               "block's gate weights over the backbone and the active domains.")
-def run(bundle, domains, prompt, max_new_tokens, temperature, top_k, top_p, seed, threads, device, trace):
+def run(bundle, domains, prompt, max_new_tokens, temperature, top_k, top_p, seed, threads, device, kv, trace):
     """Generate a continuation of PROMPT with BUNDLE, streamed to stdout."""
     from edgemode.runtime import Engine, Sampling
 
     sampling = Sampling(temperature, top_k, top_p, seed)
-    engine = Engine.load(bundle, _domains(domains), threads=threads, device=device)
+    engine = Engine.load(bundle, _domains(domains), threads=threads, device=device, kv=kv)
     if trace:
         from edgemode.bundle.names import BACKBONE
 
@@ -185,14 +210,15 @@ def run(bundle, domains, prompt, max_new_tokens, temperature, top_k, top_p, seed
               help="UTF-8 text to score.")
 @click.option("--window", default=256, show_default=True, help="Tokens per scoring window.")
 @click.option("--max-tokens", type=click.IntRange(1, None), default=None, help="Score only the text's first N tokens.")
+@kv_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object {tokens, nll, ppl}.")
-def eval_(path, domains, text_file, window, max_tokens, as_json):
+def eval_(path, domains, text_file, window, max_tokens, kv, as_json):
     """Perplexity of TEXT_FILE under PATH: a bundle (runtime) or a MoDE model directory (PyTorch)."""
     from edgemode.opener import open_path
     from edgemode.runtime.perplexity import perplexity
 
     text = _read_text(text_file)
-    source = open_path(path)
+    source = open_path(path, kv)
     active = source.domain_set(_domains(domains))
     if window > source.context:  # never shrink it silently: a bundle and its model must score the same windows
         raise EdgemodeError(f"--window {window} exceeds {source.context_name} ({source.context} tokens); "
@@ -218,7 +244,8 @@ def eval_(path, domains, text_file, window, max_tokens, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (per-token arrays included).")
 @click.option("--html", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write a self-contained HTML page: the text shaded by the expert that helped each token most.")
-def explain(path, domains, text_file, order, window, token, as_json, html):
+@kv_option
+def explain(path, domains, text_file, order, window, token, as_json, html, kv):
     """Which experts helped on TEXT_FILE under PATH (a bundle, or a MoDE model directory).
 
     \b
@@ -230,7 +257,7 @@ def explain(path, domains, text_file, order, window, token, as_json, html):
     from edgemode.explain.attribution import explain as run_explain, summary
 
     result = run_explain(path, _domains(domains), _read_text(text_file), order, window, token,
-                         progress=lambda message: click.echo(message, err=True))
+                         progress=lambda message: click.echo(message, err=True), kv=kv)
     if html:
         from edgemode.explain.page import render
 
@@ -261,6 +288,8 @@ def inspect(bundle, as_json, verify):
                f"{manifest.layout.expert_layers} expert layers per block")
     click.echo(f"quant       {dict(manifest.quantization)}")
     click.echo(f"context     {manifest.max_context} tokens")
+    click.echo(f"KV scales   {manifest.kv_scales}, calibrated on {manifest.kv_calibration}" if manifest.kv_scales
+               else "KV scales   none (exported before them): --kv fp32 only")
     click.echo(f"domains     {', '.join(manifest.domains) or '(none)'}")
     for name, entry in files.items():
         click.echo(f"  {entry.bytes / 1e6:10.2f} MB  {name}")
@@ -275,7 +304,8 @@ def inspect(bundle, as_json, verify):
               help="Folder to write (replaced atomically if it holds a genai folder).")
 @click.option("--domains", default=None, help="The set genai_config.json names by default; \"\" for the backbone "
               "alone. Default: all. Every other set has its own decoder in the folder.")
-def genai(bundle, output, domains):
+@kv_option
+def genai(bundle, output, domains, kv):
     """Write BUNDLE as an onnxruntime-genai model folder, for apps on genai's C, C#, Java or Swift bindings.
 
     \b
@@ -284,9 +314,10 @@ def genai(bundle, output, domains):
     config.overlay('{"model": {"decoder": {"filename": "decoder.legal.onnx"}}}').
     """
     from edgemode.bundle.names import composed_file
+    from edgemode.kv import KV_TYPES
     from edgemode.runtime.genai_folder import overlay, write
 
-    sets = write(bundle, output, _domains(domains))
+    sets = write(bundle, output, _domains(domains), KV_TYPES[kv])
     click.echo(f"wrote {output}: {len(sets)} decoders; pick a set with og.Config(folder).overlay(...):")
     for subset in sets:
         click.echo(f"  {{{','.join(subset)}}}{' ' * max(1, 24 - len(','.join(subset)))}{composed_file(subset):32s} {overlay(subset)}")
@@ -301,20 +332,21 @@ def genai(bundle, output, domains):
 @click.option("--repeat", default=3, show_default=True, help="Requests measured; medians are reported.")
 @click.option("--prefill-chunk", default=PREFILL_CHUNK, show_default=True,
               help="Prompt tokens per prefill step: smaller bounds activation memory, larger is faster.")
+@kv_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def bench(bundle, domains, prompt_tokens, new_tokens, threads, repeat, prefill_chunk, as_json):
+def bench(bundle, domains, prompt_tokens, new_tokens, threads, repeat, prefill_chunk, kv, as_json):
     """Measure load time, time to first token, decode tokens/s and peak memory of BUNDLE."""
     from edgemode.runtime.bench import bench as run_bench
 
     if prompt_tokens < 1 or new_tokens < 2 or repeat < 1:
         raise EdgemodeError("--prompt-tokens and --repeat must be >= 1 and --new-tokens >= 2")
-    result = run_bench(bundle, _domains(domains), prompt_tokens, new_tokens, threads, repeat, prefill_chunk)
+    result = run_bench(bundle, _domains(domains), prompt_tokens, new_tokens, threads, repeat, prefill_chunk, kv=kv)
     if as_json:
         click.echo(json.dumps(result))
         return
     m, q = result["machine"], result["quantization"]
     settings = f", accuracy level {q['accuracy_level']}" if q["weights"] == "int4" else ""
-    click.echo(f"bundle      {bundle} ({q['weights']}{settings}), domains {{{','.join(result['domains'])}}}")
+    click.echo(f"bundle      {bundle} ({q['weights']}{settings}, {result['kv']} KV), domains {{{','.join(result['domains'])}}}")
     click.echo(f"machine     {m['cpu']}, {m['cores']} cores, {m['arch']} ({' '.join(m['cpu_features']) or 'no int8 kernel features'}), "
                f"onnxruntime {m['onnxruntime']} on {result['execution_provider']}")
     if q["weights"] == "int4":
@@ -342,9 +374,9 @@ def devices(as_json):
         return
     from edgemode.devices.cpu import int4_compute
 
-    click.echo(f"{'profile':22s} {'budget':>9s} {'threads':>7s} {'context':>7s}  {'quant':6s} {'int4 path':9s} name")
+    click.echo(f"{'profile':22s} {'budget':>9s} {'threads':>7s}  {'quant':6s} {'int4 path':9s} name")
     for p in found:
-        click.echo(f"{p['profile']:22s} {p['budget_bytes'] / 2**30:7.2f}Gi {p['threads']:7d} {p['max_context']:7d}  "
+        click.echo(f"{p['profile']:22s} {p['budget_bytes'] / 2**30:7.2f}Gi {p['threads']:7d}  "
                    f"{p['quantization']['weights']:6s} {int4_compute(p['arch'], p['cpu_features']):9s} {p['name']}")
 
 
@@ -357,17 +389,21 @@ def devices(as_json):
 @click.option("--blocks", default=3, show_default=True, help="With --shape: blocks B.")
 @click.option("--expert-layers", default=2, show_default=True, help="With --shape: expert layers k per block.")
 @click.option("--quant", type=click.Choice(["fp32", "int4"]), default=None, help="Default: the device's.")
-@click.option("--context", type=int, default=None, help="Tokens of KV cache. Default: the device's max context (for a bundle, at most its own).")
+@click.option("--context", type=click.IntRange(2, None), default=None, help="Tokens of KV cache to plan. Default: "
+              f"the window (a bundle's context, a model's backbone's; {SHAPE_WINDOW} for --shape).")
+@kv_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def plan(path, device, domains, shape, blocks, expert_layers, quant, context, as_json):
-    """Plan the memory of PATH (a MoDE model directory or bundle) or --shape on --device."""
+def plan(path, device, domains, shape, blocks, expert_layers, quant, context, kv, as_json):
+    """Plan the memory of PATH (a MoDE model directory or bundle) or --shape on --device, and the
+    longest context that fits with each KV type (what `Engine.load(device=...)` and `run --device` allow)."""
     from edgemode.devices import cpu, planner, profiles
+    from edgemode.kv import KV_TYPES
 
     profile = profiles.load(device)
     quantization = dict(profile["quantization"])
     if (path is None) == (shape is None):
         raise EdgemodeError("give either PATH (model directory or bundle) or --shape")
-    longest = profile["max_context"]
+    window = SHAPE_WINDOW
     if shape:
         from edgemode.layout import Layout
 
@@ -379,12 +415,15 @@ def plan(path, device, domains, shape, blocks, expert_layers, quant, context, as
         source = open_path(path)
         model_shape, layout = source.shape, source.layout
         quantization = source.quantization or quantization  # a model directory is quantized when exported
-        longest = min(longest, source.context)  # as Engine.load (a bundle) and export --device (a model) plan it
+        window = source.context
     if quant:
         quantization = {"weights": "fp32"} if quant == "fp32" else {"weights": "int4", "block_size": 32}
-    result = planner.plan(model_shape, layout, len(_domains(domains)), quantization, longest if context is None else context,
-                          profile["budget_bytes"])
-    result["device"] = profile["profile"]
+    active, budget = len(_domains(domains)), profile["budget_bytes"]
+    result = planner.plan(model_shape, layout, active, quantization, window if context is None else context, budget, KV_TYPES[kv],
+                          window)
+    result["longest_context"] = {name: planner.longest_context(model_shape, layout, active, quantization, t, budget, window)
+                                 for name, t in KV_TYPES.items()}
+    result["window"], result["device"] = window, profile["profile"]
     result["int4_compute"] = cpu.int4_compute(profile["arch"], profile["cpu_features"])
     warning = profiles.int4_fallback_warning(profile) if quantization["weights"] == "int4" else None
     if warning:
@@ -395,10 +434,10 @@ def plan(path, device, domains, shape, blocks, expert_layers, quant, context, as
     mib = lambda n: f"{n / 2**20:9.1f} MiB"  # noqa: E731
     click.echo(f"device   {profile['name']} ({profile['profile']}), budget {mib(profile['budget_bytes']).strip()}")
     click.echo(f"model    {model_shape.num_layers} layers x {model_shape.hidden_size}, {result['domains']} domain(s), "
-               f"{quantization['weights']}, context {result['context']}")
+               f"{quantization['weights']}, context {result['context']}, {kv} KV cache")
     for name, size in result["components"].items():
         click.echo(f"  weights  {name:10s} {mib(size)}")
-    click.echo(f"  KV cache            {mib(result['kv_bytes'])}  (expert layers included)")
+    click.echo(f"  KV cache            {mib(result['kv_bytes'])}  ({kv}, expert layers included)")
     click.echo(f"  activations         {mib(result['activation_bytes'])}  (one prefill chunk)")
     click.echo(f"  runtime             {mib(result['runtime_bytes'])}")
     click.echo(f"  total               {mib(result['total_bytes'])}  of {mib(profile['budget_bytes']).strip()}: "
@@ -407,6 +446,8 @@ def plan(path, device, domains, shape, blocks, expert_layers, quant, context, as
                f"+{result['switch_bytes'] / 2**20:.1f} MiB until it ends")
     for hint in result.get("suggestions", []):
         click.echo(f"  would fit with: {hint}")
+    click.echo(f"longest context that fits (window {window}): " + ", ".join(
+        f"{name} KV {tokens if tokens else 'none'}" for name, tokens in result["longest_context"].items()))
 
 
 @cli.command()

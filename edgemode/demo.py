@@ -68,12 +68,14 @@ def run_demo() -> None:
     from edgemode.bundle import manifest as bundle_manifest
     from edgemode.export import export
     from edgemode.runtime import Engine
+    from edgemode.train.data import calibration_texts
 
     started = time.time()
     model_dir = build_default_model()
     bundle = default_bundle_dir()
-    if not (bundle / bundle_manifest.MANIFEST).is_file() or _newer(model_dir, bundle):
-        export(model_dir, bundle, DOMAINS, quant="int4")
+    if (not (bundle / bundle_manifest.MANIFEST).is_file() or _newer(model_dir, bundle)
+            or bundle_manifest.read(bundle).kv_scales is None):  # exported before KV-cache scales
+        export(model_dir, bundle, DOMAINS, quant="int4", calibration=calibration_texts())
     engine = Engine.load(bundle, [])
     for domain in DOMAINS:
         engine.set_domains([domain])

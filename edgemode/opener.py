@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgemode import read_json
+from edgemode import EdgemodeError, read_json
 from edgemode.domains import DomainSet
 
 
@@ -22,10 +22,10 @@ class Bundle:
 
     can_trace, can_concept_gradients = True, False
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, kv: str = "fp32"):
         from edgemode.bundle import manifest as bundle_manifest
 
-        self.path, self.manifest = path, bundle_manifest.read(path)
+        self.path, self.kv, self.manifest = path, kv, bundle_manifest.read(path)
         self.domains, self.shape, self.layout = self.manifest.domains, self.manifest.backbone, self.manifest.layout
         self.quantization = dict(self.manifest.quantization)
         self.context, self.context_name = self.manifest.max_context, "this bundle's context"
@@ -40,7 +40,7 @@ class Bundle:
         if self.engine is None:
             from edgemode.runtime import Engine
 
-            self.engine = Engine.load(self.path, active)
+            self.engine = Engine.load(self.path, active, kv=self.kv)
         else:
             self.engine.set_domains(active)
 
@@ -123,8 +123,14 @@ class ModelDir:
         return gradients(self.mode, ids, self.active)
 
 
-def open_path(path: str | Path) -> Bundle | ModelDir:
+def open_path(path: str | Path, kv: str = "fp32") -> Bundle | ModelDir:
     """A model directory if PATH has a mode.json, else a bundle (refused with a one-line error if it
-    is neither)."""
+    is neither). `kv`: a bundle's KV cache type (edgemode/kv.py); a model directory runs PyTorch's
+    fp32 cache only."""
     path = Path(path)
-    return ModelDir(path) if (path / "mode.json").is_file() else Bundle(path)
+    if (path / "mode.json").is_file():
+        if kv != "fp32":
+            raise EdgemodeError(f"--kv {kv} applies to bundles; {path} is a model directory, which PyTorch runs with an "
+                                "fp32 KV cache (export it to try a quantized one)")
+        return ModelDir(path)
+    return Bundle(path, kv)

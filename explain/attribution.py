@@ -42,14 +42,14 @@ def pieces(text: str, encoding) -> list[str]:
 
 
 def explain(path: str | Path, domains: list[str] | None, text: str, order: int | None = None, window: int = 256,
-            token: int | None = None, progress: Callable[[str], None] = lambda message: None) -> dict:
+            token: int | None = None, progress: Callable[[str], None] = lambda message: None, kv: str = "fp32") -> dict:
     """Explain `text` under PATH (a bundle, or a MoDE model directory with mode.json) with the experts
     of `domains` (default: all) as players. `order`: of the Faith-Shap interactions (default 2, or 1
     for one player). `token`: the position whose evidence to gather (default: the token the experts
-    helped most)."""
+    helped most). `kv`: a bundle's KV cache type."""
     if not text.strip():
         raise EdgemodeError("the text is empty")
-    source = open_path(path)
+    source = open_path(path, kv)
     players = source.domain_set(domains)
     order = min(2, len(players)) if order is None else order
     games.check_order(len(players), order)

@@ -23,11 +23,15 @@ from edgemode import EdgemodeError
 from edgemode.bundle import manifest as bundle_manifest
 from edgemode.bundle import directory, names
 from edgemode.devices import planner, profiles
+from edgemode.export.calibrate import calibrate
 from edgemode.export.graphs import decoder_graph, embedding_graph, gate_graph, head_graph, rotary_cache
+from edgemode.kv import KV_TYPES
 from edgemode.model import store
 from edgemode.quantize import Int4Config, quantize_int4
+from edgemode.runtime import kv_scales
 
-DEFAULT_CONTEXT = 2048
+CALIBRATION_TOKENS = 1024  # per calibration text: the first ones, tokenized as the bundle will
+RANDOM_CALIBRATION = "random token ids (no calibration text given)"
 
 
 # How close the bundle's logits must be to PyTorch's on the export's sample input.
@@ -88,8 +92,14 @@ def parity(engine, mode, domains: list[str], ids: np.ndarray) -> dict:
 
 def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = None, quant: str | None = None,
            max_context: int | None = None, int4: Int4Config = Int4Config(), check: bool = True,
-           device: str | None = None, evidence=None) -> bundle_manifest.Manifest:
+           device: str | None = None, evidence=None, calibration: list[tuple[str, str]] | None = None,
+           ) -> bundle_manifest.Manifest:
     """Export `domains` (default: all of the model's) and return the manifest written.
+
+    The bundle serves `max_context` tokens, by default the backbone's whole window. Its KV-cache
+    scales (for an int8 or int4 cache, chosen when a domain set is loaded) are calibrated on
+    `calibration`, (label, text) pairs: the first CALIBRATION_TOKENS tokens of each; without it, on
+    random token ids, and a warning says so.
 
     With a `device`, its profile supplies the default quantization and context, and a
     configuration whose planned memory exceeds the device's budget is refused before anything is
@@ -109,20 +119,20 @@ def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = N
     domains = mode.check_domains(domains)
     backbone, layout, config = mode.backbone, mode.layout, mode.config
     shape = bundle_manifest.Backbone.from_config(config.to_dict(), fingerprint=mode.fingerprint, model_type=config.model_type)
-    default_context = profile["max_context"] if profile else DEFAULT_CONTEXT
-    max_context = min(config.max_position_embeddings, default_context) if max_context is None else max_context
+    max_context = config.max_position_embeddings if max_context is None else max_context
     if isinstance(max_context, bool) or not isinstance(max_context, int):
         raise EdgemodeError(f"--context must be an integer, got {max_context!r}")
     if not 2 <= max_context <= config.max_position_embeddings:
         raise EdgemodeError(f"--context must be between 2 and the backbone's {config.max_position_embeddings}, got {max_context}")
     if profile:
         quantization = int4.to_json() if quant == "int4" else {"weights": "fp32"}
-        needed = planner.plan(shape, layout, len(domains), quantization, max_context, profile["budget_bytes"])
+        smallest = KV_TYPES["int4"]  # the budget sets the context at load; refuse only what fits at no context
+        needed = planner.plan(shape, layout, len(domains), quantization, 2, profile["budget_bytes"], smallest, max_context)
         if not needed["fits"]:
             raise EdgemodeError(
-                f"{quant} with {len(domains)} domain(s) at {max_context} tokens needs {needed['total_bytes'] / 2**20:.0f} MiB, "
-                f"over the {profile['profile']} budget of {profile['budget_bytes'] / 2**20:.0f} MiB; nothing was written. "
-                f"Try {'; or '.join(needed['suggestions'])}"
+                f"{quant} with {len(domains)} domain(s) needs {needed['total_bytes'] / 2**20:.0f} MiB even at a 2-token "
+                f"context with an {smallest.name} KV cache, over the {profile['profile']} budget of "
+                f"{profile['budget_bytes'] / 2**20:.0f} MiB; nothing was written. Try {'; or '.join(needed['suggestions'])}"
             )
     rotary = rotary_cache(backbone, shape, max_context)
     rows = domains.columns
@@ -153,15 +163,40 @@ def export(model_dir: str | Path, out: str | Path, domains: list[str] | None = N
             evidence.write(tmp / names.EVIDENCE_FILE, mode, Path(model_dir) / "tokenizer.json")
             log(f"evidence index {names.EVIDENCE_FILE}: {(tmp / names.EVIDENCE_FILE).stat().st_size / 1e6:.1f} MB")
         shutil.copyfile(Path(model_dir) / "tokenizer.json", tmp / "tokenizer.json")
-        manifest = _manifest(tmp, mode, shape, domains, quant, int4, max_context)
+        bundle_manifest.write(tmp, _manifest(tmp, mode, shape, domains, quant, int4, max_context))
+        from edgemode.runtime import Engine
+
+        with Engine.load(tmp, [], verify=True) as engine:
+            if check:
+                _check(engine, mode, domains, quant, max_context)
+            label = _write_kv_scales(tmp, engine, mode, calibration)
+        manifest = _manifest(tmp, mode, shape, domains, quant, int4, max_context, label)
         bundle_manifest.write(tmp, manifest)
-        if check:
-            _check(tmp, mode, domains, quant, max_context)
     log(f"wrote {out} in {time.time() - started:.1f} s")
     return manifest
 
 
-def _manifest(tmp: Path, mode, shape: bundle_manifest.Backbone, domains, quant, int4, max_context) -> bundle_manifest.Manifest:
+def _write_kv_scales(tmp: Path, engine, mode, calibration: list[tuple[str, str]] | None) -> str:
+    """Calibrate the staged bundle's KV-cache scales (export/calibrate.py), write them, and return
+    what they were calibrated on."""
+    length = min(CALIBRATION_TOKENS, engine.manifest.max_context)
+    if calibration:
+        texts = [np.array(engine.tokenizer.encode(text).ids[:length]) for _, text in calibration]
+        texts = [ids for ids in texts if len(ids)]
+        label = ", ".join(f"{name} ({min(length, len(ids))} tokens)" for (name, _), ids in zip(calibration, texts))
+    if not calibration or not texts:
+        log(f"warning: KV-cache scales calibrated on {RANDOM_CALIBRATION}; an int8 or int4 KV cache may lose more on real "
+            "text than it would with scales from text like it (export --calibration FILE)")
+        texts, label = [np.random.default_rng(0).integers(0, mode.config.vocab_size, length)], RANDOM_CALIBRATION
+    started = time.time()
+    log(f"calibrating the KV-cache scales on {label}, with no experts and with all of them")
+    kv_scales.write(tmp / names.KV_SCALES_FILE, calibrate(engine, texts))
+    log(f"wrote {names.KV_SCALES_FILE} in {time.time() - started:.1f} s")
+    return label
+
+
+def _manifest(tmp: Path, mode, shape: bundle_manifest.Backbone, domains, quant, int4, max_context,
+              kv_calibration: str | None = None) -> bundle_manifest.Manifest:
     blocks = range(len(mode.layout.blocks))
     eos = getattr(getattr(mode.backbone, "generation_config", None), "eos_token_id", None) or mode.config.eos_token_id
     return bundle_manifest.Manifest(
@@ -181,7 +216,9 @@ def _manifest(tmp: Path, mode, shape: bundle_manifest.Backbone, domains, quant, 
         tokenizer="tokenizer.json",
         eos_token_ids=tuple(sorted({eos} if isinstance(eos, int) else set(eos or []))),
         evidence=names.EVIDENCE_FILE if (tmp / names.EVIDENCE_FILE).is_file() else None,
-        files=bundle_manifest.describe_files(tmp, [p.name for p in tmp.iterdir()]),
+        kv_scales=names.KV_SCALES_FILE if kv_calibration else None,
+        kv_calibration=kv_calibration,
+        files=bundle_manifest.describe_files(tmp, [p.name for p in tmp.iterdir() if p.name != bundle_manifest.MANIFEST]),
     )
 
 
@@ -201,12 +238,9 @@ def _embedding_table(graph_path: Path) -> bundle_manifest.EmbeddingTable:
     return bundle_manifest.EmbeddingTable(**table)
 
 
-def _check(tmp: Path, mode, domains: list[str], quant: str, max_context: int) -> None:
-    from edgemode.runtime import Engine
-
+def _check(engine, mode, domains: list[str], quant: str, max_context: int) -> None:
     metric, limit = TOLERANCES[quant]
     ids = np.random.default_rng(0).integers(0, mode.config.vocab_size, min(32, max_context))
-    engine = Engine.load(tmp, verify=True)
     for subset in ([], domains) if domains else ([],):
         result = parity(engine, mode, subset, ids)
         label = "{" + ",".join(subset) + "}"

@@ -41,9 +41,9 @@ def machine() -> dict:
 
 
 def bench(bundle, domains, prompt_tokens: int = 128, new_tokens: int = 64, threads: int | None = None,
-          repeat: int = 3, prefill_chunk: int = planner.PREFILL_CHUNK, seed: int = 0) -> dict:
+          repeat: int = 3, prefill_chunk: int = planner.PREFILL_CHUNK, seed: int = 0, kv: str = "fp32") -> dict:
     started = time.perf_counter()
-    engine = Engine.load(bundle, domains, threads=threads)
+    engine = Engine.load(bundle, domains, threads=threads, kv=kv)
     load_s = time.perf_counter() - started
     domains = engine.domains
     vocab = engine.vocab
@@ -81,6 +81,7 @@ def bench(bundle, domains, prompt_tokens: int = 128, new_tokens: int = 64, threa
         "threads": threads,
         "repeat": repeat,
         "prefill_chunk": prefill_chunk,
+        "kv": engine.kv.name,
         "quantization": dict(engine.manifest.quantization),
         "execution_provider": engine.execution_provider,
         "machine": machine(),

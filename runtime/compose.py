@@ -21,6 +21,8 @@ from pathlib import Path
 from edgemode.bundle import names
 from edgemode.bundle.manifest import BundleError, Manifest, resolve
 from edgemode.domains import DomainSet
+from edgemode.kv import FP32, KVType
+from edgemode.runtime import kv_scales
 
 INT64_MAX = 2**63 - 1
 
@@ -123,15 +125,19 @@ class _Composed:
         return P.ModelProto(ir_version=10, producer_name="edgemode", graph=graph, opset_import=opsets)
 
 
-def compose(bundle: Path, manifest: Manifest, domains: DomainSet, with_embedding: bool, trace: bool = False) -> "P.ModelProto":
+def compose(bundle: Path, manifest: Manifest, domains: DomainSet, with_embedding: bool, trace: bool = False,
+            kv: KVType = FP32) -> "P.ModelProto":
     """The decoder of `domains` (from manifest.domain_set). `with_embedding` takes input_ids
     (genai's bindings); without it the graph takes inputs_embeds and logits_to_keep (edgemode's
     runtime, which reads embedding rows from disk and wants logits for the last positions only).
     `trace` adds two outputs for the positions whose logits it gives: every block's gate weights
-    and the final hidden state (bundle/names.py: GATE_WEIGHTS, FINAL_HIDDEN)."""
+    and the final hidden state (bundle/names.py: GATE_WEIGHTS, FINAL_HIDDEN). `kv`: the type of
+    every layer's cache (a quantized one reads the bundle's scales, runtime/kv_scales.py)."""
     backbone, layout, graphs = manifest.backbone, manifest.layout, manifest.graphs
     hidden, vocab = backbone.hidden_size, backbone.vocab_size
-    kv_shape = lambda length: ["batch", backbone.kv_heads, length, backbone.kv_head_dim]  # noqa: E731
+    kv_shape = lambda length: ["batch", backbone.kv_heads, length, kv.stored_dim(backbone.kv_head_dim)]  # noqa: E731
+    kv_element = {"float32": TensorProto.FLOAT, "int8": TensorProto.INT8, "uint8": TensorProto.UINT8}[kv.element]
+    absmax = kv_scales.read(bundle, manifest) if kv.quantized else None
     c = _Composed(bundle, manifest)
     mask = names.ATTENTION_MASK
     if with_embedding:
@@ -154,10 +160,12 @@ def compose(bundle: Path, manifest: Manifest, domains: DomainSet, with_embedding
         for i in range(layers):
             composed = names.composed_kv(first_kv + i)
             connect.update(zip(names.component_kv(i), composed))
-            c.inputs += [_value_info(n, TensorProto.FLOAT, kv_shape("past_sequence_length")) for n in composed[:2]]
-            c.outputs += [_value_info(n, TensorProto.FLOAT, kv_shape("total_sequence_length")) for n in composed[2:]]
-        c.add(file, connect, {names.HIDDEN: hidden, names.SEQLENS: None, names.TOTAL: None,
-                              names.component_kv(layers - 1)[0]: backbone.kv_head_dim, names.HIDDEN_OUT: hidden})
+            c.inputs += [_value_info(n, kv_element, kv_shape("past_sequence_length")) for n in composed[:2]]
+            c.outputs += [_value_info(n, kv_element, kv_shape("total_sequence_length")) for n in composed[2:]]
+        nodes = c.add(file, connect, {names.HIDDEN: hidden, names.SEQLENS: None, names.TOTAL: None,
+                                      names.component_kv(layers - 1)[0]: backbone.kv_head_dim, names.HIDDEN_OUT: hidden})
+        if kv.quantized:
+            c.initializers += kv_scales.quantize_attention(nodes, names.component(file), kv, absmax, P)
 
     blocks, first_expert_kv = layout.blocks, backbone.num_layers
     for b, block in enumerate(blocks):

@@ -30,6 +30,7 @@ from edgemode.bundle import manifest as bundle_manifest
 from edgemode.bundle import names
 from edgemode.devices import planner, profiles
 from edgemode.domains import DomainSet
+from edgemode.kv import FP32, KVType, kv_type
 from edgemode.runtime.compose import compose
 from edgemode.runtime.embedding import EmbeddingTable
 from edgemode.runtime.sampling import Sampling, choose
@@ -102,8 +103,8 @@ class Decoder:
     trace variant, whose runs also return a Trace."""
 
     def __init__(self, graph: bytes, manifest: bundle_manifest.Manifest, domains: DomainSet, options: ort.SessionOptions,
-                 providers: list[str], traced: bool = False):
-        self.domains, self.traced = domains, traced
+                 providers: list[str], kv: KVType, traced: bool = False):
+        self.domains, self.kv, self.traced = domains, kv, traced
         try:
             self.session = ort.InferenceSession(graph, options, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types
@@ -115,12 +116,12 @@ class Decoder:
     def new_cache(self, capacity: int) -> tuple[ort.IOBinding, list[ort.OrtValue], np.ndarray]:
         """A request's keys and values for every running layer, bound once and in place (past and
         present share a buffer), and its attention mask."""
-        heads, dim = self.shape.kv_heads, self.shape.kv_head_dim
+        shape = (1, self.shape.kv_heads, capacity, self.kv.stored_dim(self.shape.kv_head_dim))
         binding = self.session.io_binding()
         values = []  # the binding does not keep their buffers alive
         for layer in range(self.layers):
             for past, present in zip(names.composed_kv(layer)[:2], names.composed_kv(layer)[2:]):
-                values.append(ort.OrtValue.ortvalue_from_numpy(np.zeros((1, heads, capacity, dim), np.float32)))
+                values.append(ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, self.kv.element)))
                 binding.bind_ortvalue_input(past, values[-1])
                 binding.bind_ortvalue_output(present, values[-1])
         return binding, values, np.ones((1, capacity), np.int64)
@@ -155,16 +156,22 @@ class KVCache:
         self.decoder, self.capacity, self.length = decoder, capacity, 0
         self.values = decoder.new_cache(capacity)
 
+    def layer(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of KV layer `index`'s cached keys and values so far, (kv_heads, length, stored dim)."""
+        keys, values = self.values[1][2 * index: 2 * index + 2]
+        return keys.numpy()[0, :, :self.length].copy(), values.numpy()[0, :, :self.length].copy()
+
 
 class Engine:
     """A loaded bundle. Use `Engine.load` (or `with Engine.load(...) as engine`); one forward runs at
     a time per engine, and requests interleave between steps."""
 
     def __init__(self, bundle: Path, manifest: bundle_manifest.Manifest, options: ort.SessionOptions, verify: bool,
-                 device: dict | None):
+                 device: dict | None, kv: KVType = FP32):
         self.bundle, self.manifest, self.options, self.verify, self.device = bundle, manifest, options, verify, device
+        self.kv = kv
         self.providers = execution_providers(device)
-        self.max_context = min(manifest.max_context, device["max_context"] if device else 1 << 62)
+        self.max_context = manifest.max_context  # the bundle's window; with a device, what its budget holds (set_domains)
         try:
             self.tokenizer = Tokenizer.from_file(str(bundle_manifest.resolve(bundle, manifest.tokenizer)))
         except Exception as e:  # tokenizers raises a bare Exception
@@ -181,26 +188,30 @@ class Engine:
 
     @classmethod
     def load(cls, bundle: str | Path, domains=None, threads: int | None = None, verify: bool = False,
-             device: str | None = None) -> "Engine":
+             device: str | None = None, kv: str = "fp32") -> "Engine":
         """Load a bundle with the experts for `domains` active (a list of names; None: all of the
-        bundle's, [] the backbone alone), in the bundle's order whatever order they are given in.
+        bundle's, [] the backbone alone), in the bundle's order whatever order they are given in,
+        keeping a `kv` cache ("fp32", "int8" or "int4": edgemode/kv.py).
 
         Files are checked against the manifest before any session is made: sizes always, sha256
-        too with `verify=True`. With a `device` (profile name or file), the plan for these domains
-        at the device's context must fit its memory budget, and the device's thread count is the
-        default. Errors are EdgemodeError subclasses with a one-line message.
+        too with `verify=True` (the KV scales of a quantized cache always). With a `device`
+        (profile name or file), the context is the longest the device's memory budget holds with
+        these domains and this KV type, up to the bundle's window (`max_context`; a load is refused
+        when the budget holds no context at all), and the device's thread count is the default.
+        Errors are EdgemodeError subclasses with a one-line message.
         """
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= profiles.MAX_THREADS):
             raise EdgemodeError(f"threads must be an integer from 1 to {profiles.MAX_THREADS}, got {threads!r}")
+        kv = kv_type(kv)
         bundle = Path(bundle)
         manifest = bundle_manifest.read(bundle)
         domains = manifest.domain_set(domains)
         profile = profiles.load(device) if device else None
         if profile:
-            _check_budget(manifest, profile, domains)
+            _fitting_context(manifest, profile, domains, kv)
             threads = threads or profile["threads"]
         bundle_manifest.verify(bundle, manifest, [manifest.tokenizer, manifest.embedding_table.file], verify)
-        engine = cls(bundle, manifest, session_options(bundle, threads), verify, profile)
+        engine = cls(bundle, manifest, session_options(bundle, threads), verify, profile, kv)
         engine.set_domains(domains)
         return engine
 
@@ -230,8 +241,7 @@ class Engine:
         with self._lock:
             self._check_open()
             domains = self.manifest.domain_set(domains)
-            if self.device:
-                _check_budget(self.manifest, self.device, domains)
+            context = _fitting_context(self.manifest, self.device, domains, self.kv) if self.device else self.max_context
             files = self.manifest.with_external_data(self.manifest.graph_files(domains))
             bundle_manifest.verify(self.bundle, self.manifest, [f for f in files if f not in self._verified], self.verify)
             self._verified.update(files)
@@ -242,18 +252,27 @@ class Engine:
             held = previous() if previous else None
             if held is not None and self.device:
                 try:
-                    _check_budget(self.manifest, self.device, domains, held=held.domains)
+                    _check_budget(self.manifest, self.device, domains, self.kv, context, held=held.domains)
                 except EdgemodeError:
                     self.decoder = held
                     raise
             try:
-                self.decoder = Decoder(graph, self.manifest, domains, self.options, self.providers)
+                self.decoder = Decoder(graph, self.manifest, domains, self.options, self.providers, self.kv)
             except BaseException:
                 if previous:  # the previous set again: its session if a request kept it, else a new one
                     self.decoder = held or Decoder(self._graph(self.domains), self.manifest, self.domains,
-                                                   self.options, self.providers)
+                                                   self.options, self.providers, self.kv)
                 raise
-            self.domains = domains
+            self.domains, self.max_context = domains, context
+
+    @property
+    def context_limit(self) -> str:
+        """What bounds a request here, in words: the bundle's window, or what the device's budget holds."""
+        window = f"this bundle's context of {self.manifest.max_context} tokens"
+        if not self.device or self.max_context == self.manifest.max_context:
+            return window
+        return (f"the {self.max_context} tokens the {self.device['profile']} budget holds with {len(self.domains)} "
+                f"domain(s) and an {self.kv.name} KV cache ({window}; a smaller KV type or fewer domains hold more)")
 
     @property
     def execution_provider(self) -> str:
@@ -261,7 +280,7 @@ class Engine:
         return self.decoder.session.get_providers()[0]
 
     def _graph(self, domains: DomainSet, trace: bool = False) -> bytes:
-        return compose(self.bundle, self.manifest, domains, with_embedding=False, trace=trace).SerializeToString()
+        return compose(self.bundle, self.manifest, domains, with_embedding=False, trace=trace, kv=self.kv).SerializeToString()
 
     @property
     def loaded_graph_bytes(self) -> int:
@@ -275,15 +294,15 @@ class Engine:
         switch is; with a device, its budget must hold both sessions)."""
         _check_positive("capacity", capacity)
         if capacity > self.max_context:
-            raise EdgemodeError(f"{capacity} tokens exceed this bundle's context of {self.max_context} tokens")
+            raise EdgemodeError(f"{capacity} tokens exceed {self.context_limit}")
         with self._lock:
             self._check_open()
             if not trace:
                 return KVCache(self.decoder, capacity)
             if self.device:
-                _check_budget(self.manifest, self.device, self.domains, held=self.domains)
+                _check_budget(self.manifest, self.device, self.domains, self.kv, self.max_context, held=self.domains)
             traced = Decoder(self._graph(self.domains, trace=True), self.manifest, self.domains, self.options,
-                             self.providers, traced=True)
+                             self.providers, self.kv, traced=True)
             return KVCache(traced, capacity)
 
     def forward(self, token_ids, cache: KVCache, last_only: bool = False) -> np.ndarray:
@@ -382,10 +401,8 @@ class Engine:
             raise EdgemodeError("the prompt is empty")
         ids = self._check_ids(prompt_ids)
         if len(prompt_ids) >= self.max_context:
-            raise EdgemodeError(
-                f"the prompt has {len(prompt_ids)} tokens; this bundle's context is {self.max_context} "
-                f"(at most {self.max_context - 1} prompt tokens)"
-            )
+            raise EdgemodeError(f"the prompt has {len(prompt_ids)} tokens, beyond {self.context_limit} "
+                                f"(at most {self.max_context - 1} prompt tokens)")
         rng = np.random.default_rng(sampling.seed)
         cache = self.new_cache(min(self.max_context, len(ids) + max_new_tokens), trace)
         for i in range(0, len(ids), prefill_chunk):
@@ -416,20 +433,27 @@ def _check_positive(name: str, value) -> None:
         raise EdgemodeError(f"{name} must be an integer >= 1, got {value!r}")
 
 
-def _check_budget(manifest: bundle_manifest.Manifest, device: dict, domains: DomainSet, held: DomainSet | None = None) -> None:
-    """Refuse what the plan says would not fit the device; `held`: a set whose session a running
-    request keeps through the switch."""
-    context = min(manifest.max_context, device["max_context"])
-    plan = lambda d: planner.plan(manifest.backbone, manifest.layout, len(d), manifest.quantization, context,  # noqa: E731
-                                  device["budget_bytes"])
-    needed, budget = plan(domains), device["budget_bytes"]
-    if not needed["fits"]:
+def _fitting_context(manifest: bundle_manifest.Manifest, device: dict, domains: DomainSet, kv: KVType) -> int:
+    """The longest context, up to the bundle's window, whose plan fits the device's budget; refused
+    when the budget holds no context at all."""
+    shape, layout, quantization, budget = manifest.backbone, manifest.layout, manifest.quantization, device["budget_bytes"]
+    context = planner.longest_context(shape, layout, len(domains), quantization, kv, budget, manifest.max_context)
+    if context < 2:
+        needed = planner.plan(shape, layout, len(domains), quantization, 2, budget, kv, manifest.max_context)
         raise EdgemodeError(
-            f"{len(domains)} domain(s) at {context} tokens need {needed['total_bytes'] / 2**20:.0f} MiB, over the "
-            f"{device['profile']} budget of {budget / 2**20:.0f} MiB; try {'; or '.join(needed['suggestions'])}"
-        )
-    if held is not None and needed["total_bytes"] + plan(held)["switch_bytes"] > budget:
-        both = needed["total_bytes"] + plan(held)["switch_bytes"]
+            f"{len(domains)} domain(s) need {needed['total_bytes'] / 2**20:.0f} MiB even at a 2-token context, over the "
+            f"{device['profile']} budget of {budget / 2**20:.0f} MiB; try {'; or '.join(needed['suggestions'])}")
+    return context
+
+
+def _check_budget(manifest: bundle_manifest.Manifest, device: dict, domains: DomainSet, kv: KVType, context: int,
+                  held: DomainSet) -> None:
+    """Refuse a second session for `domains` while a request keeps the session of `held`, if both at
+    `context` would exceed the device's budget."""
+    plan = lambda d: planner.plan(manifest.backbone, manifest.layout, len(d), manifest.quantization, context,  # noqa: E731
+                                  device["budget_bytes"], kv, manifest.max_context)
+    both, budget = plan(domains)["total_bytes"] + plan(held)["switch_bytes"], device["budget_bytes"]
+    if both > budget:
         raise EdgemodeError(
             f"a request still runs on {{{','.join(held)}}}: switching now would hold both sets' sessions, "
             f"{both / 2**20:.0f} MiB, over the {device['profile']} budget of {budget / 2**20:.0f} MiB; switch when it ends")

@@ -5,7 +5,9 @@ backbone alone, decoder.legal.onnx, decoder.legal.med.onnx, ...), each a small g
 are the bundle's own data files, hard-linked into the folder; genai_config.json, which names the
 default set; and the tokenizer. An app picks another set with a config overlay of the decoder's
 file name: {"model": {"decoder": {"filename": "decoder.legal.onnx"}}}. genai counts the KV layers
-from the graph's inputs, so the overlay needs nothing else.
+from the graph's inputs, so the overlay needs nothing else. With an int8 or int4 KV cache every
+decoder keeps that cache (the bundle's scales); genai sizes its buffers from the graph's inputs
+(checked with onnxruntime-genai 0.18 in tests/test_genai.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from edgemode import EdgemodeError, os_error_text
 from edgemode.bundle import directory, names
 from edgemode.bundle import manifest as bundle_manifest
 from edgemode.domains import DomainSet
+from edgemode.kv import FP32, KVType
 from edgemode.runtime.compose import compose
 
 CONFIG = "genai_config.json"
@@ -32,8 +35,9 @@ def overlay(domains: list[str]) -> str:
     return json.dumps({"model": {"decoder": {"filename": names.composed_file(domains)}}})
 
 
-def write(bundle: str | Path, out: str | Path, default_domains: list[str] | None = None) -> list[DomainSet]:
-    """Write the folder for `bundle` at `out` (replaced atomically if it holds one); return the sets."""
+def write(bundle: str | Path, out: str | Path, default_domains: list[str] | None = None, kv: KVType = FP32) -> list[DomainSet]:
+    """Write the folder for `bundle` at `out` (replaced atomically if it holds one), its decoders
+    keeping a `kv` cache; return the sets."""
     bundle = Path(bundle)
     manifest = bundle_manifest.read(bundle)
     domains = manifest.domains
@@ -52,7 +56,7 @@ def write(bundle: str | Path, out: str | Path, default_domains: list[str] | None
             _link(bundle_manifest.resolve(bundle, file), tmp / file)
         bundle_manifest.verify(tmp, manifest, data_files, full=True)
         for subset in sets:
-            (tmp / names.composed_file(subset)).write_bytes(compose(bundle, manifest, subset, with_embedding=True).SerializeToString())
+            (tmp / names.composed_file(subset)).write_bytes(compose(bundle, manifest, subset, with_embedding=True, kv=kv).SerializeToString())
         tokenizer = json.loads(bundle_manifest.resolve(bundle, manifest.tokenizer).read_text())
         tokenizer, tokenizer_config = _genai_tokenizer(tokenizer, list(manifest.eos_token_ids))
         (tmp / "tokenizer.json").write_text(json.dumps(tokenizer, ensure_ascii=False))

@@ -36,7 +36,8 @@ What it does, in order (every step prints what it is doing; any failure is one l
    `edgemode eval --json` for S = {}, {a}, {a,b}; and the logits of 64 tokens (32 prefilled, 32
    cached one-token steps) for each S, dumped by this script's `_logits` helper through
    Engine.forward. x86 runs the same commands on the same files. `edgemode bench --json` must report
-   the int4 path the CPU implies (int8 with the dot product, fp32 without).
+   the int4 path the CPU implies (int8 with the dot product, fp32 without). The int4 bundle also runs
+   with an int8 KV cache (issue 20; gated row "int4-kv8": `--kv int8`, the int4 tolerances).
 
 6. The C app (issue 21): `make app APP_ARCH=aarch64` cross-compiles examples/c/edgemode-app with
    Debian's gcc-aarch64-linux-gnu (installed when missing) and puts the aarch64 wheels' libraries
@@ -104,7 +105,8 @@ VENV = "/opt/edgemode-venv"  # inside the root
 WORK = "/tmp/edgemode-arm64-check"  # inside the root; x86 reads the same files through the root's path
 CA = "/etc/edgemode-ca/ca-certificates.crt"  # inside the root
 DOMAIN_SETS = [[], ["a"], ["a", "b"]]
-GATED = ["fp32", "int4"]
+GATED = ["fp32", "int4", "int4-kv8"]
+KV_CHECKED = {"int4-kv8": ("int4", "int8")}  # gated name -> (the bundle it runs, its --kv)
 FP32_PPL_TOL = 1e-5
 FP32_LOGITS = ("max_rel_error", 1e-4)  # export/exporter.py TOLERANCES["fp32"]
 INT4_LOGITS = ("rms_rel_error", 0.5)  # export/exporter.py TOLERANCES["int4"]
@@ -563,15 +565,16 @@ def logits_helper(argv: list[str]) -> None:
 
     out, text, bundles = argv[0], Path(argv[1]).read_text(), argv[2:]
     arrays = {}
-    for bundle in bundles:
-        with Engine.load(bundle, []) as engine:
+    for entry in bundles:  # PATH or PATH@KV
+        bundle, _, kv = entry.partition("@")
+        with Engine.load(bundle, [], kv=kv or "fp32") as engine:
             ids = np.asarray(engine.encode(text)[:LOGIT_TOKENS], np.int64)
             for domains in DOMAIN_SETS:
                 engine.set_domains(domains)
                 cache = engine.new_cache(len(ids))
                 parts = [engine.forward(ids[:LOGIT_PREFILL], cache)]
                 parts += [engine.forward(ids[i : i + 1], cache) for i in range(LOGIT_PREFILL, len(ids))]
-                arrays[f"{Path(bundle).name}|{','.join(domains)}"] = np.concatenate(parts).astype(np.float32)
+                arrays[f"{Path(entry).name}|{','.join(domains)}"] = np.concatenate(parts).astype(np.float32)
     with open(out, "wb") as f:
         np.savez(f, **arrays)
 
@@ -590,17 +593,25 @@ def hwcaps(root: Path, cpu: str) -> dict:
 
 
 def commands(bundles: dict[str, str], text: str) -> list[tuple[tuple, list[str]]]:
-    """(key, edgemode argv) for everything run on each side; `bundles` maps gated name -> path on that side."""
+    """(key, edgemode argv) for everything run on each side; `bundles` maps bundle name -> path on that side."""
     out = []
     for name in GATED:
-        out.append(((name, "inspect"), ["edgemode", "inspect", "--verify", bundles[name]]))
+        bundle, kv = KV_CHECKED.get(name, (name, None))
+        kv_args = ["--kv", kv] if kv else []
+        out.append(((name, "inspect"), ["edgemode", "inspect", "--verify", bundles[bundle]]))
         for domains in DOMAIN_SETS:
             d = ",".join(domains)
-            out.append(((name, "run", d), ["edgemode", "run", bundles[name], "--domains", d, "--prompt", PROMPT,
-                                           "--max-new-tokens", "8"]))
-            out.append(((name, "eval", d), ["edgemode", "eval", bundles[name], "--domains", d, "--text-file", text,
-                                            "--window", str(WINDOW), "--json"]))
+            out.append(((name, "run", d), ["edgemode", "run", bundles[bundle], "--domains", d, "--prompt", PROMPT,
+                                           "--max-new-tokens", "8", *kv_args]))
+            out.append(((name, "eval", d), ["edgemode", "eval", bundles[bundle], "--domains", d, "--text-file", text,
+                                            "--window", str(WINDOW), "--json", *kv_args]))
     return out
+
+
+def logits_key(bundle: str, name: str, domains: str) -> str:
+    """The logits helper's key for gated `name` run on the bundle named `bundle`."""
+    kv = KV_CHECKED.get(name, (None, None))[1]
+    return f"{bundle}{'@' + kv if kv else ''}|{domains}"
 
 
 def run_side(label: str, runner, bundles: dict[str, str], text: str, logits_out: str, logits_bundles: list[str],
@@ -684,7 +695,8 @@ def compare(cpu: str, arm: dict, x86: dict, arm_logits: dict, x86_logits: dict, 
                 if not rel <= tol:
                     problems.append(f"perplexity {pa:.6f} vs x86 {px:.6f}: relative difference {rel:.2e} exceeds {tol:.2e}")
             metric, limit = FP32_LOGITS if name == "fp32" else INT4_LOGITS
-            ka, kx = f"{arm_names[name]}|{d}", f"{name}|{d}"
+            bundle = KV_CHECKED.get(name, (name, None))[0]
+            ka, kx = logits_key(arm_names[bundle], name, d), logits_key(bundle, name, d)
             if ka in arm_logits and kx in x86_logits:
                 m = logit_metrics(arm_logits[ka], x86_logits[kx])
                 value, top1 = m[metric], m["top1"]
@@ -784,8 +796,9 @@ def check(args, cpus: list[str], root: Path) -> int:
         argv = [str(x86_bin / "edgemode")] + argv[1:] if argv[0] == "edgemode" else [sys.executable] + argv[1:]
         return subprocess.run(argv, capture_output=True, text=True, timeout=1800)
 
-    x86 = run_side("x86-64", x86_runner, {n: str(bundles[n]) for n in GATED}, str(text), str(work / "x86-logits.npz"),
-                   [str(bundles[n]) for n in ("fp32", "int4", "int4-acc0")], str(work / "arm64_check.py"))
+    x86 = run_side("x86-64", x86_runner, {n: str(bundles[n]) for n in ("fp32", "int4")}, str(text), str(work / "x86-logits.npz"),
+                   [str(bundles[n]) for n in ("fp32", "int4", "int4-acc0")] + [f"{bundles['int4']}@int8"],
+                   str(work / "arm64_check.py"))
     if x86["failures"]:
         raise CannotRun("the x86 reference failed:\n" + "\n".join(x86["failures"]))
     x86_app = run_all(x86_runner, app_commands(str(app["bundle"]), str(app["folder"])))
@@ -801,10 +814,10 @@ def check(args, cpus: list[str], root: Path) -> int:
 
     def arm_side(cpu):
         say(f"QEMU_CPU={cpu}: running inspect/run/eval/logits in the emulator")
-        arm_bundles = {n: f"{WORK}/{arm_names[n]}" for n in GATED}
+        arm_bundles = {n: f"{WORK}/{arm_names[n]}" for n in ("fp32", "int4")}
         side = run_side(f"aarch64 {cpu}", lambda argv: emu(root, argv, cpu), arm_bundles, f"{WORK}/text.txt",
-                        f"{WORK}/arm-{cpu}.npz", [f"{WORK}/{n}" for n in ("fp32", int4_arm, "int4-acc0")],
-                        f"{WORK}/arm64_check.py")
+                        f"{WORK}/arm-{cpu}.npz", [f"{WORK}/{n}" for n in ("fp32", int4_arm, "int4-acc0")]
+                        + [f"{WORK}/{int4_arm}@int8"], f"{WORK}/arm64_check.py")
         # `edgemode bench` must say which int4 path this CPU takes (its timings mean nothing here)
         bench = emu(root, ["edgemode", "bench", arm_bundles["int4"], "--domains", "a", "--prompt-tokens", "8",
                            "--new-tokens", "2", "--repeat", "1", "--json"], cpu)

@@ -7,6 +7,7 @@ a head size GroupQueryAttention cannot take directly plus tied embeddings and q/
 
 from __future__ import annotations
 
+import json
 import string
 
 import pytest
@@ -100,6 +101,14 @@ def randomize_gates(mode, seed: int = 1) -> None:
         for gate in mode.gates:
             torch.nn.init.normal_(gate.weight, std=0.3)
             torch.nn.init.normal_(gate.bias, std=0.5)
+
+
+def edit_manifest(bundle, change):
+    """Apply `change` to a bundle's manifest.json in place (the bundle's files are left as they are)."""
+    path = bundle / "manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest))
 
 
 def small_model(path):

@@ -13,6 +13,8 @@ from edgemode.bundle.manifest import BundleError
 from edgemode.export import export
 from edgemode.runtime import Engine
 
+from conftest import edit_manifest
+
 
 @pytest.fixture
 def bundle(tmp_path, bundles):
@@ -20,13 +22,6 @@ def bundle(tmp_path, bundles):
     path = tmp_path / "bundle"
     shutil.copytree(bundles["fp32"], path)
     return path
-
-
-def edit_manifest(bundle, change):
-    path = bundle / bundle_manifest.MANIFEST
-    manifest = json.loads(path.read_text())
-    change(manifest)
-    path.write_text(json.dumps(manifest))
 
 
 def test_manifest_lists_every_file_with_size_and_sha256(bundles):

@@ -13,6 +13,7 @@ from edgemode.bundle import manifest as bundle_manifest
 from edgemode.cli import cli
 from edgemode.devices import cpu, planner, profiles
 from edgemode.export import export
+from edgemode.kv import KV_TYPES
 from edgemode.layout import Layout
 from edgemode.runtime import Engine
 
@@ -49,7 +50,7 @@ def test_the_engine_runs_on_the_profiles_first_available_provider(tmp_path, bund
     from edgemode.runtime import engine as runtime_engine
 
     xnnpack, cpu_ep = "XnnpackExecutionProvider", "CPUExecutionProvider"
-    phone = profiles.load("galaxy-s24") | {"budget_bytes": 1 << 34, "max_context": 128}
+    phone = profiles.load("galaxy-s24") | {"budget_bytes": 1 << 34}
     assert phone["execution_providers"] == ["QNNExecutionProvider", xnnpack, cpu_ep]
     for available, expected in (([xnnpack, cpu_ep], [xnnpack, cpu_ep]), (["AzureExecutionProvider", cpu_ep], [cpu_ep]),
                                 (["QNNExecutionProvider", xnnpack, cpu_ep], ["QNNExecutionProvider", cpu_ep])):
@@ -69,7 +70,7 @@ def test_the_engine_runs_on_the_profiles_first_available_provider(tmp_path, bund
 
 
 # Each target the product names, the architecture it is, and the default model (SmolLM2-135M with two
-# experts, int4) fitting its budget at its own context.
+# experts, int4) fitting its budget at its whole 8k window with an int8 KV cache, and at 2k at least with fp32.
 TARGETS = {"pixel8pro": "arm64", "pixel8": "arm64", "galaxy-s24": "arm64", "rpi5-4gb": "arm64", "rpi5-8gb": "arm64",
            "jetson-orin-nano-8gb": "arm64", "arm64-2gb": "arm64", "dev-x86": "x86_64"}
 
@@ -79,9 +80,9 @@ def test_each_target_runs_the_default_model(name):
     profile = profiles.load(name)
     assert profile["arch"] == TARGETS[name] and profile["quantization"]["weights"] == "int4"
     shape = planner.SHAPES["smollm2-135m"]
-    plan = planner.plan(shape, Layout.split(shape.num_layers, 3, 2), 2, profile["quantization"], profile["max_context"],
-                        profile["budget_bytes"])
-    assert plan["fits"] and plan["context"] >= 1024, plan
+    longest = {kv: planner.longest_context(shape, Layout.split(shape.num_layers, 3, 2), 2, profile["quantization"],
+                                           KV_TYPES[kv], profile["budget_bytes"], 8192) for kv in ("fp32", "int8")}
+    assert longest["int8"] == 8192 and longest["fp32"] >= 2048, longest
 
 
 def test_bad_profiles_are_clear_errors(tmp_path):
@@ -122,11 +123,14 @@ def test_nano_shapes_plan_without_weights():
 
 
 def budget_profile(tmp_path, bundle, domains_that_fit):
-    """A profile whose budget fits exactly `domains_that_fit` experts of `bundle` at 128 tokens."""
+    """A profile whose budget holds `domains_that_fit` experts of `bundle` at a context of 16 tokens
+    or more, and one more expert at no context at all."""
     manifest = bundle_manifest.read(bundle)
-    need = [planner.plan(manifest.backbone, manifest.layout, d, manifest.quantization, 128)["total_bytes"] for d in range(3)]
-    profile = profiles.load("dev-x86") | {"budget_bytes": (need[domains_that_fit] + need[domains_that_fit + 1]) // 2,
-                                         "max_context": 128}
+    need = lambda d, context: planner.plan(manifest.backbone, manifest.layout, d, manifest.quantization,  # noqa: E731
+                                           context, window=manifest.max_context)["total_bytes"]
+    budget = need(domains_that_fit + 1, 2) - 1
+    assert need(domains_that_fit, 16) <= budget
+    profile = profiles.load("dev-x86") | {"budget_bytes": budget}
     path = tmp_path / "tight.json"
     path.write_text(json.dumps(profile))
     return str(path)
@@ -187,11 +191,12 @@ def test_plan_and_bench_cli(bundles):
     assert result.exit_code == 1 and "prefill_chunk must be an integer >= 1" in result.stderr
 
 
-def test_plan_of_a_model_directory_equals_plan_of_its_bundle(model_dir, bundles):
+def test_plan_of_a_model_directory_equals_plan_of_its_bundle(tmp_path, model_dir, bundles):
     from edgemode.opener import Bundle, ModelDir, open_path
 
     plans = {}
-    for path in (model_dir, bundles["fp32"]):
+    export(model_dir, tmp_path / "bundle", quant="fp32")  # the default context: the backbone's window, as planned
+    for path in (model_dir, tmp_path / "bundle"):
         result = CliRunner().invoke(cli, ["plan", "--device", "dev-x86", str(path), "--domains", "a,b", "--quant", "fp32",
                                           "--context", "64", "--json"])
         assert result.exit_code == 0, result.output

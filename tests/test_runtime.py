@@ -65,7 +65,7 @@ def test_failed_set_domains_changes_nothing(bundles, monkeypatch):
             engine.set_domains(bad)
         assert engine.domains == ["a"] and engine.decoder is before
 
-    def refuse(self, graph, manifest, domains, options, providers):
+    def refuse(self, graph, manifest, domains, options, providers, kv):
         raise EdgemodeError("no session today")
 
     original = engine_module.Decoder.__init__
@@ -118,7 +118,7 @@ def test_prompt_errors(bundles):
     engine = Engine.load(bundles["fp32"], [])
     with pytest.raises(EdgemodeError, match="prompt is empty"):
         list(engine.generate(""))
-    with pytest.raises(EdgemodeError, match="context is 128"):
+    with pytest.raises(EdgemodeError, match="beyond this bundle.s context of 128 tokens"):
         list(engine.generate_ids(list(range(128)), 4))
     with pytest.raises(EdgemodeError, match="max_new_tokens"):
         list(engine.generate_ids([1, 2], 0))

@@ -529,6 +529,19 @@ def fetch(domain: str) -> Path:
     return folder
 
 
+def fetched_text(domain: str, part: str) -> str | None:
+    """A corpus part's text if it is fetched and current, without fetching it; else None."""
+    folder = corpus_dir(domain)
+    return (folder / f"{part}.txt").read_text(encoding="utf-8") if domain in SOURCES and _current(folder, domain) else None
+
+
+def calibration_texts() -> list[tuple[str, str]]:
+    """(label, text) of each built-in corpus's training split that is already fetched, for export's
+    KV-cache calibration: a few thousand tokens of each are plenty."""
+    found = [(f"{d} train", fetched_text(d, "train")) for d in SOURCES]
+    return [(label, text[:40_000]) for label, text in found if text]
+
+
 def text(domain: str, part: str) -> str:
     if part not in PARTS:
         raise EdgemodeError(f"no corpus part named {part!r}; choose from {', '.join(PARTS)}")
