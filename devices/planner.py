@@ -106,7 +106,7 @@ def plan(shape: Shape, layout: Layout, domains: int, quantization: Mapping, cont
     if budget_bytes is not None:
         result.update(budget_bytes=budget_bytes, fits=total <= budget_bytes)
         if total > budget_bytes:
-            result["suggestions"] = suggestions(shape, layout, domains, quantization, context, budget_bytes, kv)
+            result["suggestions"] = suggestions(shape, layout, domains, quantization, context, budget_bytes, kv, window)
     return result
 
 
@@ -125,9 +125,11 @@ def longest_context(shape: Shape, layout: Layout, domains: int, quantization: Ma
 
 
 def suggestions(shape: Shape, layout: Layout, domains: int, quantization: Mapping, context: int, budget: int,
-                kv: KVType = FP32) -> list[str]:
+                kv: KVType = FP32, window: int | None = None) -> list[str]:
     """What would make it fit: fewer bits, a smaller KV type, a shorter context, or fewer domains."""
-    fits = lambda d=domains, q=quantization, c=context, k=kv: plan(shape, layout, d, q, c, kv=k)["total_bytes"] <= budget  # noqa: E731
+    def fits(d=domains, q=quantization, c=context, k=kv):
+        return plan(shape, layout, d, q, c, kv=k, window=window)["total_bytes"] <= budget
+
     found = []
     if quantization.get("weights") != "int4" and fits(q={"weights": "int4", "block_size": 32}):
         found.append("quantize to int4 (export --quant int4)")

@@ -314,10 +314,9 @@ def genai(bundle, output, domains, kv):
     config.overlay('{"model": {"decoder": {"filename": "decoder.legal.onnx"}}}').
     """
     from edgemode.bundle.names import composed_file
-    from edgemode.kv import KV_TYPES
     from edgemode.runtime.genai_folder import overlay, write
 
-    sets = write(bundle, output, _domains(domains), KV_TYPES[kv])
+    sets = write(bundle, output, _domains(domains), kv)
     click.echo(f"wrote {output}: {len(sets)} decoders; pick a set with og.Config(folder).overlay(...):")
     for subset in sets:
         click.echo(f"  {{{','.join(subset)}}}{' ' * max(1, 24 - len(','.join(subset)))}{composed_file(subset):32s} {overlay(subset)}")

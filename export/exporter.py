@@ -180,11 +180,10 @@ def _write_kv_scales(tmp: Path, engine, mode, calibration: list[tuple[str, str]]
     """Calibrate the staged bundle's KV-cache scales (export/calibrate.py), write them, and return
     what they were calibrated on."""
     length = min(CALIBRATION_TOKENS, engine.manifest.max_context)
-    if calibration:
-        texts = [np.array(engine.tokenizer.encode(text).ids[:length]) for _, text in calibration]
-        texts = [ids for ids in texts if len(ids)]
-        label = ", ".join(f"{name} ({min(length, len(ids))} tokens)" for (name, _), ids in zip(calibration, texts))
-    if not calibration or not texts:
+    encoded = [(name, np.array(engine.tokenizer.encode(text).ids[:length])) for name, text in calibration or []]
+    encoded = [(name, ids) for name, ids in encoded if len(ids)]  # an empty text calibrates nothing
+    texts, label = [ids for _, ids in encoded], ", ".join(f"{name} ({len(ids)} tokens)" for name, ids in encoded)
+    if not texts:
         log(f"warning: KV-cache scales calibrated on {RANDOM_CALIBRATION}; an int8 or int4 KV cache may lose more on real "
             "text than it would with scales from text like it (export --calibration FILE)")
         texts, label = [np.random.default_rng(0).integers(0, mode.config.vocab_size, length)], RANDOM_CALIBRATION

@@ -23,7 +23,7 @@ from edgemode import EdgemodeError, os_error_text
 from edgemode.bundle import directory, names
 from edgemode.bundle import manifest as bundle_manifest
 from edgemode.domains import DomainSet
-from edgemode.kv import FP32, KVType
+from edgemode.kv import KVType, kv_type
 from edgemode.runtime.compose import compose
 
 CONFIG = "genai_config.json"
@@ -35,10 +35,11 @@ def overlay(domains: list[str]) -> str:
     return json.dumps({"model": {"decoder": {"filename": names.composed_file(domains)}}})
 
 
-def write(bundle: str | Path, out: str | Path, default_domains: list[str] | None = None, kv: KVType = FP32) -> list[DomainSet]:
+def write(bundle: str | Path, out: str | Path, default_domains: list[str] | None = None,
+          kv: str | KVType = "fp32") -> list[DomainSet]:
     """Write the folder for `bundle` at `out` (replaced atomically if it holds one), its decoders
-    keeping a `kv` cache; return the sets."""
-    bundle = Path(bundle)
+    keeping a `kv` cache ("fp32", "int8" or "int4"); return the sets."""
+    kv, bundle = kv_type(kv), Path(bundle)
     manifest = bundle_manifest.read(bundle)
     domains = manifest.domains
     default = manifest.domain_set(default_domains)

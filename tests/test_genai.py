@@ -16,7 +16,6 @@ import pytest
 
 from edgemode.bundle import names
 from edgemode.cache import cache_dir
-from edgemode.kv import KV_TYPES
 from edgemode.runtime import Engine
 from edgemode.runtime.genai_folder import overlay, write
 
@@ -40,7 +39,7 @@ def genai(folder: Path, requests: list[dict]) -> list[dict]:
 @pytest.mark.parametrize("quant, kv", [("fp32", "fp32"), ("int4", "fp32"), ("int4", "int8"), ("int4", "int4")])
 def test_genai_generates_the_tokens_edgemode_generates(bundles, tmp_path, quant, kv):
     folder = tmp_path / "genai"
-    write(bundles[quant], folder, ["a"], KV_TYPES[kv])
+    write(bundles[quant], folder, ["a"], kv)
     sets = [None, [], DOMAINS]  # None: the folder's default set, {a}
     prompt, n = [3, 5, 7, 9, 11, 13], 32
     answers = genai(folder, [{"overlay": None if s is None else overlay(s), "prompt_ids": prompt, "new_tokens": n,

@@ -168,7 +168,7 @@ def test_a_devices_budget_sets_the_context_by_kv_type(tmp_path, bundles):
 
 def test_export_records_what_the_scales_were_calibrated_on(tmp_path, model_dir):
     text = " ".join(f"w{i % 50}" for i in range(400))
-    export(model_dir, tmp_path / "b", quant="fp32", max_context=64, calibration=[("notes.txt", text)])
+    export(model_dir, tmp_path / "b", quant="fp32", max_context=64, calibration=[("empty.txt", ""), ("notes.txt", text)])
     manifest = bundle_manifest.read(tmp_path / "b")
     assert manifest.kv_calibration == "notes.txt (64 tokens)" and manifest.kv_scales == names.KV_SCALES_FILE
     shown = CliRunner().invoke(cli, ["inspect", str(tmp_path / "b")]).stdout
