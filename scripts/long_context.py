@@ -95,14 +95,13 @@ def main() -> None:
     bundle = args.bundle or default_bundle_dir()
     kv_types = args.kv.split(",")
     results = {"bundle": str(bundle), "perplexity": [], "needle": []}
-    if args.merge:
-        for output in args.merge:
-            earlier = json.loads(output.read_text().strip().splitlines()[-1])
-            results["perplexity"] += earlier["perplexity"]
-            results["needle"] += earlier["needle"]
-        args.skip = "both"
+    for output in args.merge or []:
+        earlier = json.loads(output.read_text().strip().splitlines()[-1])
+        results["perplexity"] += earlier["perplexity"]
+        results["needle"] += earlier["needle"]
+    skipped = {"perplexity", "needle"} if args.merge else {args.skip}
 
-    if args.skip not in ("perplexity", "both"):
+    if "perplexity" not in skipped:
         documents = {name: text for key, (name, text) in long_documents().items() if key in args.documents.split(",")}
         for kv in kv_types:
             engine = Engine.load(bundle, [], threads=args.threads, kv=kv)
@@ -117,7 +116,7 @@ def main() -> None:
                     print(f"# {kv} {name} {{{','.join(domains)}}}: ppl {row['ppl']:.4f} over {len(ids)} tokens "
                           f"({time.time() - started:.0f} s)", flush=True)
 
-    if args.skip not in ("needle", "both"):
+    if "needle" not in skipped:
         depths = np.linspace(0, 1, args.depths)
         keys = [f"{k:05d}" for k in np.random.default_rng(0).integers(10_000, 100_000, args.depths)]
         for kv in kv_types:

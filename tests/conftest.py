@@ -16,6 +16,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, PreTrainedTokenizerFast
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
+from edgemode.bundle.manifest import MANIFEST
 from edgemode.model import store
 from edgemode.model.mode import output_projections
 
@@ -105,7 +106,7 @@ def randomize_gates(mode, seed: int = 1) -> None:
 
 def edit_manifest(bundle, change):
     """Apply `change` to a bundle's manifest.json in place (the bundle's files are left as they are)."""
-    path = bundle / "manifest.json"
+    path = bundle / MANIFEST
     manifest = json.loads(path.read_text())
     change(manifest)
     path.write_text(json.dumps(manifest))
