@@ -50,7 +50,7 @@ from edgemode.train.trainer import Checkpoint, Rehearsal, Schedule
 
 PARTS = ("heldout", "unseen")
 LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-RATES = {"mode": (1e-4, 3e-4, 1e-3), "lora": (1e-4, 3e-4, 1e-3), "full": (1e-5, 3e-5, 1e-4)}
+RATES = {"mode": (3e-4, 1e-3, 3e-3), "lora": (3e-4, 1e-3, 3e-3), "full": (3e-5, 1e-4, 3e-4)}
 LABELS = {"mode": "MoDE", "lora": "LoRA", "full": "full fine-tuning"}
 
 
@@ -315,10 +315,11 @@ def main():
         candidates = [float(given[method])] if method in given else RATES[method]
         for lr in candidates:  # scored on the way at the curve's shorter points: a run only grows
             rows = [one_domain(h, method, first, lr, steps) for steps in points if steps <= sweep_steps]
-            sweep.setdefault(method, {})[lr] = rows[-1][f"{first} valid"]
-        rates[method] = min(sweep[method], key=sweep[method].get)
-        log(f"{method}: {first} valid perplexity by rate {sweep[method]}; kept {rates[method]:g}")
-    results["sweep"] = {m: {f"{lr:g}": v for lr, v in s.items()} for m, s in sweep.items()}
+            sweep.setdefault(method, {})[lr] = rows[-1]
+        rates[method] = min(sweep[method], key=lambda lr: sweep[method][lr][f"{first} valid"])
+        log(f"{method}: {first} valid perplexity by rate "
+            f"{ {lr: round(row[f'{first} valid'], 2) for lr, row in sweep[method].items()} }; kept {rates[method]:g}")
+    results["sweep"] = {m: {f"{lr:g}": row[f"{first} valid"] for lr, row in s.items()} for m, s in sweep.items()}
     results["rates"] = rates
 
     compared = args.compare_on.split(",")
@@ -347,10 +348,12 @@ def main():
     rows = {"MoDE-2 {" + ",".join(DOMAINS) + "}" if m == "mode" else f"{LABELS[m]}-2": two[m] for m in two_methods}
     lines += table(f"Two domains: {len(DOMAINS)} x {args.steps} + {args.compose_steps} updates", rows, h.base,
                    [f"{c} {part}" for c in DOMAINS + ["general"] for part in PARTS])
-    lines += [f"\nLearning-rate sweep ({first} valid perplexity, {sweep_steps} updates)\n",
+    unseen = lambda row: f"{row[f'{first} unseen'] / h.base[f'{first} unseen'] - 1:+.1%}"  # noqa: E731
+    lines += [f"\nLearning-rate sweep ({first} valid perplexity, and {first} unseen against the backbone; "
+              f"{sweep_steps} updates)\n",
               "| method | " + " | ".join(f"rate {i + 1}" for i in range(3)) + " | kept |", "|---|---|---|---|---|"]
-    lines += [f"| {LABELS[m]} | " + " | ".join(f"{lr:g}: {v:.2f}" for lr, v in sweep[m].items()) + f" | {rates[m]:g} |"
-              for m in RATES]
+    lines += [f"| {LABELS[m]} | " + " | ".join(f"{lr:g}: {row[f'{first} valid']:.2f} ({unseen(row)})"
+                                              for lr, row in sweep[m].items()) + f" | {rates[m]:g} |" for m in RATES]
     lines += [f"\nScaling ({first}: perplexity change against the backbone)\n",
               "| updates | " + " | ".join(f"{LABELS[m]} {p}" for m in RATES for p in PARTS) + " |",
               "|---|" + "---|" * (2 * len(RATES))]
