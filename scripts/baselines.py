@@ -243,11 +243,16 @@ def int4_bytes(model_dir: Path) -> dict:
     return {"expert": size(f"expert.{DOMAINS[0]}."), "model": size("embedding.", "backbone.", "head.")}
 
 
+def change(row: dict, base: dict, column: str) -> str:
+    """A score against the backbone's, as the tables print it: -12.3%."""
+    return f"{row[column] / base[column] - 1:+.1%}"
+
+
 def table(title: str, rows: dict, base: dict, columns: list[str]) -> list[str]:
     lines = [f"\n{title}\n", "| method | " + " | ".join(columns) + " | trainable params | bytes on device |",
              "|---|" + "---|" * (len(columns) + 2)]
     for name, row in {"backbone": {**base, "trainable": 0, "bytes": 0}, **rows}.items():
-        cells = [f"{row[c]:.2f}" + ("" if name == "backbone" else f" ({row[c] / base[c] - 1:+.1%})") for c in columns]
+        cells = [f"{row[c]:.2f}" + ("" if name == "backbone" else f" ({change(row, base, c)})") for c in columns]
         size = f"{row['bytes'] / 1e6:.1f} MB" if row.get("bytes") is not None else ""
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {row['trainable'] / 1e6:.1f} M | {size} |")
     return lines
@@ -311,15 +316,16 @@ def main():
     points = sorted({args.steps, sweep_steps, *(int(s) for s in args.curve.split(",") if s)})
     rates, sweep = {}, {}
     given = dict(item.split("=") for item in args.rates.split(",")) if args.rates else {}
+    valid = f"{first} valid"
     for method in RATES:
         candidates = [float(given[method])] if method in given else RATES[method]
         for lr in candidates:  # scored on the way at the curve's shorter points: a run only grows
             rows = [one_domain(h, method, first, lr, steps) for steps in points if steps <= sweep_steps]
             sweep.setdefault(method, {})[lr] = rows[-1]
-        rates[method] = min(sweep[method], key=lambda lr: sweep[method][lr][f"{first} valid"])
-        log(f"{method}: {first} valid perplexity by rate "
-            f"{ {lr: round(row[f'{first} valid'], 2) for lr, row in sweep[method].items()} }; kept {rates[method]:g}")
-    results["sweep"] = {m: {f"{lr:g}": row[f"{first} valid"] for lr, row in s.items()} for m, s in sweep.items()}
+        rates[method] = min(sweep[method], key=lambda lr: sweep[method][lr][valid])
+        log(f"{method}: {valid} perplexity by rate "
+            f"{ {lr: round(row[valid], 2) for lr, row in sweep[method].items()} }; kept {rates[method]:g}")
+    results["sweep"] = {m: {f"{lr:g}": row[valid] for lr, row in s.items()} for m, s in sweep.items()}
     results["rates"] = rates
 
     compared = args.compare_on.split(",")
@@ -348,18 +354,17 @@ def main():
     rows = {"MoDE-2 {" + ",".join(DOMAINS) + "}" if m == "mode" else f"{LABELS[m]}-2": two[m] for m in two_methods}
     lines += table(f"Two domains: {len(DOMAINS)} x {args.steps} + {args.compose_steps} updates", rows, h.base,
                    [f"{c} {part}" for c in DOMAINS + ["general"] for part in PARTS])
-    unseen = lambda row: f"{row[f'{first} unseen'] / h.base[f'{first} unseen'] - 1:+.1%}"  # noqa: E731
     lines += [f"\nLearning-rate sweep ({first} valid perplexity, and {first} unseen against the backbone; "
               f"{sweep_steps} updates)\n",
               "| method | " + " | ".join(f"rate {i + 1}" for i in range(3)) + " | kept |", "|---|---|---|---|---|"]
-    lines += [f"| {LABELS[m]} | " + " | ".join(f"{lr:g}: {row[f'{first} valid']:.2f} ({unseen(row)})"
+    lines += [f"| {LABELS[m]} | " + " | ".join(f"{lr:g}: {row[valid]:.2f} ({change(row, h.base, f'{first} unseen')})"
                                               for lr, row in sweep[m].items()) + f" | {rates[m]:g} |" for m in RATES]
     lines += [f"\nScaling ({first}: perplexity change against the backbone)\n",
               "| updates | " + " | ".join(f"{LABELS[m]} {p}" for m in RATES for p in PARTS) + " |",
               "|---|" + "---|" * (2 * len(RATES))]
     for steps in sorted(curve["mode"]):
         lines.append(f"| {steps} | " + " | ".join(
-            f"{curve[m][steps][f'{first} {p}'] / h.base[f'{first} {p}'] - 1:+.1%}" for m in RATES for p in PARTS) + " |")
+            change(curve[m][steps], h.base, f"{first} {p}") for m in RATES for p in PARTS) + " |")
     print("\n".join(lines))
     if args.plot:
         lora_bytes = one[first]["lora"].get("bytes")
